@@ -1,0 +1,1 @@
+from .bus_dataset import BUSDataset  # noqa: F401

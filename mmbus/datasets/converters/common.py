@@ -1,0 +1,393 @@
+"""Shared pieces of the breast-ultrasound converters.
+
+Everything a format module needs besides its own folder/CSV logic lives here:
+
+* :class:`ProblemLog` collects one message per faulty file (``error`` faults stop a
+  strict conversion, ``warning``/``info`` are only reported);
+* :func:`read_image` / :func:`read_mask` decode PNG/JPEG/BMP/TIFF files of any common mode
+  (L, RGB, RGBA, P, 1, 16-bit) into 8-bit grayscale numpy arrays;
+* :func:`mask_boxes` turns a lesion mask into boxes (pixel ``[x, y, w, h]``);
+* :func:`process_image_task` is the per-image worker (read, check masks, hash) that the
+  converters run in a process pool.
+
+Box convention everywhere in this package: COCO ``[x, y, w, h]`` in pixels, where ``x, y``
+is the top-left pixel of the lesion and ``w, h`` count pixels *inclusively*, i.e. a mask
+whose foreground spans columns 10..19 gives ``x=10, w=10``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+#: file extensions treated as images; anything else found in a dataset folder is a stray file.
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
+#: accepted pathology labels (lower case); synonyms map to these.
+PATHOLOGIES = ('benign', 'malignant', 'normal')
+_PATHOLOGY_ALIASES = {
+    'benign': 'benign', 'b': 'benign', 'non-cancer': 'benign', 'noncancer': 'benign',
+    'malignant': 'malignant', 'm': 'malignant', 'cancer': 'malignant',
+    'normal': 'normal', 'n': 'normal',
+}
+
+
+def normalise_pathology(label) -> Optional[str]:
+    """Map a pathology label to ``'benign'|'malignant'|'normal'`` or ``None`` if unknown.
+
+    Case and surrounding spaces are ignored; ``B``/``M``/``N`` and ``cancer``/``non-cancer``
+    are accepted as synonyms. Numbers are *not* accepted (0/1 mean different things in
+    different hospitals' spreadsheets).
+    """
+    if label is None:
+        return None
+    return _PATHOLOGY_ALIASES.get(str(label).strip().lower())
+
+
+def is_image_file(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
+
+
+class ConversionError(RuntimeError):
+    """Raised by a strict conversion; ``problems`` holds every fault found (not just the first)."""
+
+    def __init__(self, problems: 'ProblemLog'):
+        self.problems = problems
+        errors = problems.errors()
+        lines = [f'{len(errors)} problem(s) found; nothing was written '
+                 '(fix them or rerun with --lenient to skip the faulty images):']
+        lines += [f'  {p}' for p in errors]
+        super().__init__('\n'.join(lines))
+
+
+@dataclass
+class Problem:
+    """One fault of one file. ``level`` is ``'error'``, ``'warning'`` or ``'info'``."""
+    level: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f'[{self.level}] {self.path}: {self.message}'
+
+    def to_dict(self) -> dict:
+        return dict(level=self.level, path=self.path, message=self.message)
+
+
+class ProblemLog:
+    """Collects problems of a conversion, in the order they were found."""
+
+    def __init__(self):
+        self.items: List[Problem] = []
+
+    def add(self, level: str, path: str, message: str) -> None:
+        assert level in ('error', 'warning', 'info'), level
+        self.items.append(Problem(level, str(path), message))
+
+    def error(self, path, message):
+        self.add('error', path, message)
+
+    def warning(self, path, message):
+        self.add('warning', path, message)
+
+    def info(self, path, message):
+        self.add('info', path, message)
+
+    def extend(self, problems: Iterable[Problem]) -> None:
+        self.items.extend(problems)
+
+    def errors(self) -> List[Problem]:
+        return [p for p in self.items if p.level == 'error']
+
+    def of_level(self, level: str) -> List[Problem]:
+        return [p for p in self.items if p.level == level]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def counts(self) -> dict:
+        return {lvl: len(self.of_level(lvl)) for lvl in ('error', 'warning', 'info')}
+
+    def to_list(self) -> List[dict]:
+        return [p.to_dict() for p in self.items]
+
+
+# --------------------------------------------------------------------------------------
+# image decoding
+# --------------------------------------------------------------------------------------
+@dataclass
+class DecodedImage:
+    """An image decoded to 8-bit grayscale plus notes on what had to be converted."""
+    gray: np.ndarray                      # HxW uint8
+    mode: str                             # PIL mode of the file ('L', 'RGB', 'I;16', ...)
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def needs_copy(self) -> bool:
+        """True when the file cannot be fed to mmcv as is (16-bit/32-bit data would be
+        truncated by OpenCV's 8-bit conversion instead of rescaled)."""
+        return self.mode in ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I', 'F')
+
+
+def _to_uint8_rescaled(arr: np.ndarray) -> np.ndarray:
+    """Rescale a high bit-depth array to 0..255 using its own min/max (linear)."""
+    arr = arr.astype(np.float32)
+    lo, hi = float(arr.min()), float(arr.max())
+    if hi <= lo:
+        return np.zeros(arr.shape, np.uint8)
+    return np.round((arr - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+
+
+def read_image(path: str) -> DecodedImage:
+    """Decode an image file to 8-bit grayscale.
+
+    Raises ``ValueError`` with a short reason for unreadable/corrupt/truncated files.
+    RGB/RGBA/palette images are converted with ITU-R 601 luma (alpha dropped), 16-bit and
+    32-bit images are linearly rescaled from their min..max to 0..255; each conversion is
+    recorded in ``notes`` so the converter can report it as ``info``.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()  # forces full decoding: truncated files fail here, not later
+            mode = im.mode
+            notes = []
+            if mode == 'L':
+                gray = np.asarray(im)
+            elif mode == '1':
+                gray = np.asarray(im.convert('L'))
+            elif mode in ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I', 'F'):
+                gray = _to_uint8_rescaled(np.asarray(im))
+                notes.append(f'{mode} (high bit depth) image rescaled min..max to 8 bit')
+            elif mode in ('RGB', 'RGBA', 'P', 'LA', 'CMYK', 'YCbCr', 'PA', 'RGBX'):
+                if mode in ('RGBA', 'LA', 'PA'):
+                    notes.append(f'{mode} image: alpha channel dropped, converted to grayscale')
+                elif mode != 'P':
+                    notes.append(f'{mode} image converted to grayscale')
+                gray = np.asarray(im.convert('L'))
+            else:
+                gray = np.asarray(im.convert('L'))
+                notes.append(f'unusual mode {mode} converted to grayscale')
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f'unreadable or corrupt image ({type(exc).__name__}: {exc})') from None
+    if gray.ndim != 2 or gray.size == 0:
+        raise ValueError(f'unreadable image: decoded to shape {gray.shape}')
+    return DecodedImage(np.ascontiguousarray(gray), mode, notes)
+
+
+def read_mask(path: str) -> np.ndarray:
+    """Decode a lesion mask to a boolean HxW array (any non-zero pixel is lesion).
+
+    RGB masks count a pixel as lesion when any channel is non-zero; raises ``ValueError``
+    for unreadable files.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+            arr = np.asarray(im)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f'unreadable or corrupt mask ({type(exc).__name__}: {exc})') from None
+    if arr.ndim == 3:
+        if arr.shape[2] in (2, 4):  # ignore alpha
+            arr = arr[..., :-1]
+        arr = arr.max(axis=2)
+    return arr > 0
+
+
+def mask_boxes(mask: np.ndarray, per_region: bool = False,
+               min_region_area: int = 1) -> List[List[int]]:
+    """Boxes ``[x, y, w, h]`` (pixels, inclusive extent) of the foreground of ``mask``.
+
+    With ``per_region=False`` one box spans the whole foreground (BUSI: one box per mask
+    file). With ``per_region=True`` every 8-connected region of at least
+    ``min_region_area`` pixels gets its own box (sorted top-to-bottom, left-to-right).
+    An empty mask gives ``[]``.
+    """
+    if not per_region:
+        rows = np.flatnonzero(mask.any(axis=1))
+        if rows.size == 0:
+            return []
+        cols = np.flatnonzero(mask.any(axis=0))
+        return [[int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1),
+                 int(rows[-1] - rows[0] + 1)]]
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    boxes = [[int(s[0]), int(s[1]), int(s[2]), int(s[3])]
+             for s in stats[1:] if s[4] >= min_region_area]
+    return sorted(boxes, key=lambda b: (b[1], b[0]))
+
+
+# --------------------------------------------------------------------------------------
+# perceptual hashing (used by duplicates.py; computed while the image is decoded anyway)
+# --------------------------------------------------------------------------------------
+def dhash(gray: np.ndarray, hash_size: int = 16) -> str:
+    """Difference hash of a grayscale image as a hex string of ``hash_size**2`` bits.
+
+    The image is resized (area interpolation) to ``(hash_size + 1) x hash_size`` and each bit
+    says whether a pixel is brighter than its right neighbour. Robust to rescaling,
+    re-encoding, small brightness/contrast changes; the Hamming distance between two hashes
+    measures how different two images look.
+    """
+    small = cv2.resize(gray, (hash_size + 1, hash_size), interpolation=cv2.INTER_AREA)
+    bits = (small[:, 1:] > small[:, :-1]).ravel()
+    return np.packbits(bits).tobytes().hex()
+
+
+def pixel_digest(gray: np.ndarray) -> str:
+    """Exact-content digest of the decoded pixels (same picture saved in another format or
+    with other metadata gives the same digest)."""
+    h = hashlib.sha1(np.ascontiguousarray(gray).tobytes())
+    h.update(str(gray.shape).encode())
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------
+# per-image worker
+# --------------------------------------------------------------------------------------
+@dataclass
+class ImageTask:
+    """What a worker needs to turn one image (and its masks) into a record.
+
+    ``masks`` are absolute mask paths (one box per file, or per region); ``boxes`` are given
+    boxes ``[x, y, w, h]`` (boxes-CSV format, no masks). ``expect_lesion`` marks
+    benign/malignant images, for which an empty or missing mask is a fault.
+    """
+    path: str                         # absolute image path
+    rel: str                          # file_name relative to the dataset root
+    pathology: str
+    patient_id: str
+    masks: Sequence[str] = ()
+    boxes: Optional[Sequence[Sequence[float]]] = None
+    expect_lesion: bool = True
+    per_region: bool = False
+    min_region_area: int = 1
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class ImageResult:
+    task: ImageTask
+    width: int = 0
+    height: int = 0
+    boxes: List[List[float]] = field(default_factory=list)
+    dhash: str = ''
+    digest: str = ''
+    problems: List[Problem] = field(default_factory=list)
+    gray: Optional[np.ndarray] = None   # kept only when the file needs an 8-bit copy
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.level == 'error' for p in self.problems)
+
+
+def _rel_mask(task: ImageTask, mask_path: str) -> str:
+    root = task.path[: len(task.path) - len(task.rel)] if task.path.endswith(task.rel) else ''
+    return os.path.relpath(mask_path, root) if root else mask_path
+
+
+def process_image_task(task: ImageTask) -> ImageResult:
+    """Decode one image and its masks, derive boxes and hashes, and record every fault."""
+    res = ImageResult(task)
+    probs = res.problems
+    try:
+        dec = read_image(task.path)
+    except ValueError as exc:
+        probs.append(Problem('error', task.rel, str(exc)))
+        return res
+    for note in dec.notes:
+        probs.append(Problem('info', task.rel, note))
+    gray = dec.gray
+    res.height, res.width = gray.shape
+    res.dhash = dhash(gray)
+    res.digest = pixel_digest(gray)
+    if dec.needs_copy:
+        res.gray = gray
+
+    if task.boxes is not None:  # boxes given directly (CSV)
+        for b in task.boxes:
+            x, y, w, h = (float(v) for v in b)
+            if w <= 0 or h <= 0:
+                probs.append(Problem('error', task.rel, f'box {list(b)} has non-positive size'))
+            elif x < 0 or y < 0 or x + w > res.width + 1e-6 or y + h > res.height + 1e-6:
+                probs.append(Problem(
+                    'error', task.rel,
+                    f'box [x1={x:g}, y1={y:g}, x2={x + w:g}, y2={y + h:g}] lies outside the '
+                    f'{res.width}x{res.height} image'))
+            else:
+                res.boxes.append([x, y, w, h])
+        return res
+
+    for mpath in task.masks:
+        mrel = _rel_mask(task, mpath)
+        try:
+            mask = read_mask(mpath)
+        except ValueError as exc:
+            probs.append(Problem('error', mrel, str(exc)))
+            continue
+        if mask.shape != gray.shape:
+            probs.append(Problem(
+                'error', mrel,
+                f'mask size {mask.shape[1]}x{mask.shape[0]} (WxH) differs from image size '
+                f'{res.width}x{res.height} of {task.rel}'))
+            continue
+        boxes = mask_boxes(mask, task.per_region, task.min_region_area)
+        if not boxes and task.expect_lesion:
+            probs.append(Problem('error', mrel,
+                                 f'empty mask (no lesion pixel) for {task.pathology} image'))
+        elif boxes and not task.expect_lesion:
+            probs.append(Problem('warning', mrel,
+                                 f'{task.pathology} image has a non-empty mask; boxes kept'))
+        res.boxes.extend(boxes)
+    if task.expect_lesion and not task.masks:
+        probs.append(Problem('error', task.rel, f'missing mask for {task.pathology} image'))
+    return res
+
+
+def run_tasks(tasks: Sequence[ImageTask], workers: int = 0,
+              progress: bool = True) -> List[ImageResult]:
+    """Run :func:`process_image_task` over ``tasks`` (order kept).
+
+    ``workers=0`` picks ``min(4, cpu_count)``; ``workers=1`` runs in this process.
+    A progress bar goes to stderr for runs of 200+ images when ``progress`` is true.
+    """
+    if workers <= 0:
+        workers = min(4, os.cpu_count() or 1)
+    show = progress and len(tasks) >= 200
+    bar = None
+    if show:
+        from mmengine.utils import ProgressBar
+        bar = ProgressBar(len(tasks), file=sys.stderr)
+    results: List[ImageResult] = []
+    if workers == 1 or len(tasks) < 64:
+        for t in tasks:
+            results.append(process_image_task(t))
+            if bar:
+                bar.update()
+    else:
+        # fork keeps start-up cheap; chunks amortise the pickling of small tasks
+        ctx = get_context('fork' if sys.platform != 'win32' else 'spawn')
+        with ctx.Pool(workers) as pool:
+            for r in pool.imap(process_image_task, tasks, chunksize=16):
+                results.append(r)
+                if bar:
+                    bar.update()
+    if bar:
+        bar.file.write('\n')
+    return results
+
+
+def list_stray_files(folder: str, problems: ProblemLog, root: str,
+                     allowed_ext: Tuple[str, ...] = IMAGE_EXTENSIONS) -> None:
+    """Report non-image files directly inside ``folder`` (``.DS_Store``, ``Thumbs.db``,
+    ``.txt``, ...) as ``info``: they are ignored, never an error."""
+    for name in sorted(os.listdir(folder)):
+        p = os.path.join(folder, name)
+        if os.path.isfile(p) and os.path.splitext(name)[1].lower() not in allowed_ext:
+            problems.info(os.path.relpath(p, root), 'not an image file; ignored')

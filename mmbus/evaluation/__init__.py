@@ -1,0 +1,1 @@
+from .box_iou_metric import BoxIoUMetric  # noqa: F401

@@ -1,0 +1,87 @@
+"""Batch-level stochastic view augmentation for ultrasound crops.
+
+Mean teacher needs the student and the teacher to see *independently*
+augmented views of the same images. Doing the augmentation on the normalised
+batch tensor (as the original mean-teacher code does inside the graph) lets
+the model draw two views from one loaded image, on the accelerator, without
+doubling data loading.
+
+Augmentations (all per sample, on normalised inputs):
+
+* horizontal flip with probability ``flip_prob``; never vertical: nodule
+  orientation ("taller than wide") is diagnostic;
+* brightness: add a uniform offset in ``[-brightness, brightness]``;
+* contrast: multiply by a uniform factor in ``[1-contrast, 1+contrast]``
+  (off by default);
+* additive Gaussian noise with std ``noise_std`` (paper: input noise 0.15).
+
+Units: the inputs are what the data preprocessor outputs, e.g. ``(x - 127.5)
+/ 127.5`` in [-1, 1], so ``noise_std=0.15`` is 0.15 of that scale.
+
+Registered both in mmpretrain ``MODELS`` (used by :class:`SemiClassifier`)
+and ``BATCH_AUGMENTS`` (so a plain ``ImageClassifier`` gets the same
+augmentation via ``ClsDataPreprocessor(batch_augments=...)``).
+"""
+from typing import Optional
+
+import torch
+import torch.nn as nn
+from mmpretrain.registry import BATCH_AUGMENTS, MODELS
+
+
+@MODELS.register_module()
+@BATCH_AUGMENTS.register_module()
+class BatchViewAugment(nn.Module):
+    """Random h-flip, brightness/contrast jitter and Gaussian noise.
+
+    Args:
+        flip_prob (float): Horizontal flip probability.
+        brightness (float): Max absolute additive brightness offset.
+        contrast (float): Max relative contrast change (0 = off).
+        noise_std (float): Std of the additive Gaussian input noise.
+    """
+
+    def __init__(self,
+                 flip_prob: float = 0.5,
+                 brightness: float = 0.2,
+                 contrast: float = 0.0,
+                 noise_std: float = 0.15):
+        super().__init__()
+        for name, v in dict(flip_prob=flip_prob, brightness=brightness,
+                            contrast=contrast, noise_std=noise_std).items():
+            if v < 0:
+                raise ValueError(f'{name} must be >= 0, got {v}')
+        if flip_prob > 1:
+            raise ValueError(f'flip_prob must be <= 1, got {flip_prob}')
+        self.flip_prob = flip_prob
+        self.brightness = brightness
+        self.contrast = contrast
+        self.noise_std = noise_std
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """Return an augmented copy of the (B, C, H, W) batch ``x``."""
+        b = x.size(0)
+        shape = (b, 1, 1, 1)
+        if self.flip_prob > 0:
+            flip = torch.rand(shape, device=x.device) < self.flip_prob
+            x = torch.where(flip, x.flip(-1), x)
+        if self.contrast > 0:
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            f = 1 + (torch.rand(shape, device=x.device) * 2 - 1) * \
+                self.contrast
+            x = (x - mean) * f + mean
+        if self.brightness > 0:
+            x = x + (torch.rand(shape, device=x.device) * 2 - 1) * \
+                self.brightness
+        if self.noise_std > 0:
+            x = x + torch.randn_like(x) * self.noise_std
+        return x
+
+    def forward(self, x: torch.Tensor,
+                batch_score: Optional[torch.Tensor] = None):
+        """``MODELS`` use: ``aug(x) -> x'``. ``BATCH_AUGMENTS`` use:
+        ``aug(x, batch_score) -> (x', batch_score)`` (labels unchanged)."""
+        out = self.augment(x)
+        if batch_score is None:
+            return out
+        return out, batch_score

@@ -1,0 +1,1 @@
+from .bus_det_visualizer import BUSDetVisualizer  # noqa: F401
