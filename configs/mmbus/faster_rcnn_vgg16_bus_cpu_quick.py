@@ -15,7 +15,9 @@ max_iters = 240
 
 model = dict(
     backbone=dict(norm_cfg=dict(_delete_=True, type='BN', requires_grad=True)),
-    rpn_head=dict(feat_channels=256),
+    # Anchors follow the input size: at 256 px the nodules are about 30-90 px, so base sizes
+    # 32/64/128 px (scales 2/4/8 x stride 16) instead of the paper's 128/256/512 at ~600 px.
+    rpn_head=dict(feat_channels=256, anchor_generator=dict(scales=[2, 4, 8])),
     roi_head=dict(bbox_head=dict(fc_out_channels=1024)),
     train_cfg=dict(
         rpn_proposal=dict(nms_pre=2000, max_per_img=300),

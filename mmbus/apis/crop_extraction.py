@@ -212,12 +212,14 @@ def build_ndarray_test_pipeline(cfg):
     ground-truth loading removed (inference has no annotations)."""
     from mmcv.transforms import Compose
     from mmdet.utils import get_test_pipeline_cfg
+    from mmengine.registry import DefaultScope
     pipeline = [
         t.copy() for t in get_test_pipeline_cfg(cfg.copy())
         if 'LoadAnnotations' not in str(t.get('type', ''))
     ]
     pipeline[0].type = 'mmdet.LoadImageFromNDArray'
-    return Compose(pipeline)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        return Compose(pipeline)
 
 
 def load_detector(config: str, checkpoint: str, device: str = 'cpu'):

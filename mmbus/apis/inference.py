@@ -78,13 +78,17 @@ class BUSInferencer:
                  margin: float = 10.,
                  relative_margin: float = 0.,
                  malignancy_thr: float = 0.5):
+        from mmengine.registry import DefaultScope
         from mmpretrain.apis import ImageClassificationInferencer
         self.detector = load_detector(det_config, det_checkpoint, device)
         self.boxes = DetectorBoxes(self.detector, score_thr, keep)
-        model, _ = load_plain_classifier(cls_config, cls_checkpoint, device)
-        model._dataset_meta = dict(classes=list(CLASSES))
-        self.classifier = ImageClassificationInferencer(
-            model, device=device)
+        # each library's transforms are looked up in its own scope
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            model, _ = load_plain_classifier(cls_config, cls_checkpoint,
+                                             device)
+            model._dataset_meta = dict(classes=list(CLASSES))
+            self.classifier = ImageClassificationInferencer(
+                model, device=device)
         self.margin = margin
         self.relative_margin = relative_margin
         self.malignancy_thr = malignancy_thr

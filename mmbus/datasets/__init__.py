@@ -1,3 +1,4 @@
 from .bus_dataset import BUSDataset  # noqa: F401
 from .crop_dataset import BUSCropDataset  # noqa: F401
 from .semi_sampler import LabelledUnlabelledSampler  # noqa: F401
+from . import transforms  # noqa: F401

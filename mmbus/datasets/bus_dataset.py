@@ -39,8 +39,13 @@ class BUSDataset(CocoDataset):
 
     METAINFO = {'classes': ('nodule', ), 'palette': [(255, 255, 0)]}
 
+    #: ids of annotations mmdet's parser skipped (zero area, outside the image), for the record.
+    dropped_annotation_ids: List[int]
+    #: number of images filter_cfg left out (training only).
+    num_filtered_images: int = 0
+
     def load_data_list(self) -> List[dict]:
-        self._dropped_annotations = []
+        self.dropped_annotation_ids = []
         try:
             data_list = super().load_data_list()
         except KeyError as err:
@@ -52,11 +57,11 @@ class BUSDataset(CocoDataset):
             raise ValueError(
                 f'{self.ann_file}: no category named {self.metainfo["classes"]} in '
                 '"categories"; the mmbus format has categories=[{"id": 1, "name": "nodule"}].')
-        if self._dropped_annotations:
+        if self.dropped_annotation_ids:
             print_log(
-                f'{self.ann_file}: ignored {len(self._dropped_annotations)} degenerate or '
-                f'out-of-image boxes (annotation ids {self._dropped_annotations[:10]}'
-                f'{"..." if len(self._dropped_annotations) > 10 else ""})',
+                f'{self.ann_file}: ignored {len(self.dropped_annotation_ids)} degenerate or '
+                f'out-of-image boxes (annotation ids {self.dropped_annotation_ids[:10]}'
+                f'{"..." if len(self.dropped_annotation_ids) > 10 else ""})',
                 logger='current', level=30)
         return data_list
 
@@ -74,7 +79,7 @@ class BUSDataset(CocoDataset):
             for ann in raw_data_info['raw_ann_info']:
                 x, y, w, h = ann['bbox']
                 if (x, y, x + w, y + h) not in kept_boxes:
-                    self._dropped_annotations.append(ann.get('id'))
+                    self.dropped_annotation_ids.append(ann.get('id'))
         pathology = img_info.get('pathology')
         if pathology is not None and pathology not in PATHOLOGIES:
             raise ValueError(f'{self.ann_file}: image "{img_info["file_name"]}" has pathology '
@@ -89,6 +94,7 @@ class BUSDataset(CocoDataset):
     def filter_data(self) -> List[dict]:
         valid = super().filter_data()
         dropped = len(self.data_list) - len(valid)
+        self.num_filtered_images = dropped
         if dropped:
             print_log(
                 f'{osp.basename(self.ann_file)}: {dropped} of {len(self.data_list)} images '

@@ -19,6 +19,7 @@ unlabelled, ``use_hidden_labels=True`` reveals ``true_label`` instead (the
 import os.path as osp
 from typing import List
 
+import numpy as np
 from mmengine.fileio import load
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
@@ -97,6 +98,13 @@ class BUSCropDataset(BaseDataset):
             info['gt_label'] = label
             data_list.append(info)
         return data_list
+
+    def _serialize_data(self):
+        # mmengine cannot serialise an empty list (np.concatenate of nothing);
+        # an empty split (e.g. every image missed by the detector) is valid.
+        if not self.data_list:
+            return np.zeros(0, np.uint8), np.zeros(0, np.int64)
+        return super()._serialize_data()
 
     def is_labelled(self) -> List[bool]:
         """Per-sample flags: ``gt_label >= 0``."""

@@ -29,9 +29,12 @@ Reported (keys prefixed with ``prefix``, default ``bus_box``):
   in the image total and all their boxes are false positives.
 - ``num_nodules``, ``num_images``.
 
-Boxes are ``[x1, y1, x2, y2]`` in pixels of the original image (predictions are rescaled by the
-model; ground truth is taken from ``gt_instances`` and divided by ``scale_factor``). IoU uses the
-continuous convention (area = w * h, no +1).
+Boxes are ``[x1, y1, x2, y2]`` in pixels of the original image. Predictions are rescaled to it
+by the model. Ground truth comes either from ``ann_file`` (the COCO JSON, looked up by
+``img_id``, independent of the pipeline) or, without ``ann_file``, from the data sample's
+``gt_instances``, which are in original-image pixels when the test pipeline loads annotations
+AFTER ``Resize`` (mmdet's convention for test pipelines, which VOCMetric relies on too, and what
+the mmbus configs do). IoU uses the continuous convention (area = w * h, no +1).
 
 Distributed evaluation: ``process`` keeps one dict of plain numpy arrays per image, which
 mmengine's BaseMetric gathers from all ranks (``collect_results``) before ``compute_metrics``
@@ -75,6 +78,8 @@ class BoxIoUMetric(BaseMetric):
         fp_rates (sequence of float): false positives per image at which FROC sensitivity is
             reported. Default (0.5, 1, 2, 4).
         label (int, optional): only boxes of this class label count (None = all).
+        ann_file (str, optional): COCO JSON to read ground-truth boxes from (by image id,
+            all non-crowd boxes with positive size); None = use ``gt_instances``.
         collect_device (str): 'cpu' or 'gpu', for gathering results across ranks.
         prefix (str, optional): metric key prefix; default 'bus_box' so it can sit beside
             CocoMetric ('coco/...') in a list of evaluators.
@@ -88,6 +93,7 @@ class BoxIoUMetric(BaseMetric):
                  iou_thr: float = 0.5,
                  fp_rates: Sequence[float] = (0.5, 1, 2, 4),
                  label: Optional[int] = None,
+                 ann_file: Optional[str] = None,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
@@ -103,6 +109,8 @@ class BoxIoUMetric(BaseMetric):
         self.iou_thr = iou_thr
         self.fp_rates = tuple(float(f) for f in fp_rates)
         self.label = label
+        self.ann_file = ann_file
+        self._gt_by_img = _load_coco_boxes(ann_file) if ann_file else None
 
     # ------------------------------------------------------------------ collection
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
@@ -120,12 +128,11 @@ class BoxIoUMetric(BaseMetric):
                     and 'labels' in sample['gt_instances']:
                 keep = _to_numpy(sample['gt_instances']['labels']).reshape(-1) == self.label
                 gt_bboxes = gt_bboxes[keep]
-            # gt_instances live in the network-input scale; predictions were rescaled to the
-            # original image by the model (rescale=True), so undo the Resize on the GT.
-            scale_factor = sample.get('scale_factor', None)
-            if scale_factor is not None and len(gt_bboxes):
-                sx, sy = float(scale_factor[0]), float(scale_factor[1])
-                gt_bboxes = gt_bboxes / np.array([sx, sy, sx, sy])
+            if self._gt_by_img is not None:
+                img_id = sample['img_id']
+                if img_id not in self._gt_by_img:
+                    raise KeyError(f'BoxIoUMetric: image id {img_id} is not in {self.ann_file}')
+                gt_bboxes = self._gt_by_img[img_id]
             self.results.append(
                 dict(
                     img_id=sample.get('img_id', len(self.results)),
@@ -214,6 +221,22 @@ class BoxIoUMetric(BaseMetric):
             f'{metrics["num_images"]} images: mean {metrics["mean_iou"]:.4f}, '
             f'std {metrics["std_iou"]:.4f}')
         return metrics
+
+
+def _load_coco_boxes(ann_file: str) -> Dict[int, np.ndarray]:
+    """{image id: (N, 4) xyxy pixel boxes} from a COCO detection JSON."""
+    from mmengine.fileio import load
+    coco = load(ann_file)
+    try:
+        boxes = {int(img['id']): [] for img in coco['images']}
+        for ann in coco['annotations']:
+            x, y, w, h = ann['bbox']
+            if ann.get('iscrowd', 0) or w <= 0 or h <= 0:
+                continue
+            boxes[int(ann['image_id'])].append([x, y, x + w, y + h])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f'BoxIoUMetric: {ann_file} is not a COCO detection file ({err!r})')
+    return {k: np.array(v, np.float32).reshape(-1, 4) for k, v in boxes.items()}
 
 
 def _to_numpy(x) -> np.ndarray:

@@ -99,8 +99,11 @@ class SemiClassifier(BaseClassifier):
         if consistency_weight < 0 or rampup_iters < 0:
             raise ValueError('consistency_weight and rampup_iters must be '
                              '>= 0')
-        data_preprocessor = dict(data_preprocessor or {})
-        data_preprocessor.setdefault('type', 'ClsDataPreprocessor')
+        if not isinstance(data_preprocessor, nn.Module):
+            data_preprocessor = dict(data_preprocessor or {})
+            data_preprocessor.setdefault('type', 'ClsDataPreprocessor')
+            # built from mmpretrain's registry (mmengine's lacks it)
+            data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(init_cfg=init_cfg,
                          data_preprocessor=data_preprocessor)
 

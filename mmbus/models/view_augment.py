@@ -84,4 +84,4 @@ class BatchViewAugment(nn.Module):
         out = self.augment(x)
         if batch_score is None:
             return out
-        return out, batch_score
+        return out, batch_score.float()  # soft-label format expected by the loss

@@ -6,9 +6,10 @@ the ground-truth boxes in yellow and the ``top_k`` highest-scoring predictions (
 ``pred_score_thr``) in red, each with its score. It keeps DetLocalVisualizer's ``add_datasample``
 signature, so mmdet's ``DetVisualizationHook`` (``tools/test.py --show-dir``) drives it unchanged.
 
-Coordinates: predictions are in original-image pixels (the model rescales them); ground truth in
-``gt_instances`` is in network-input pixels, so when the image drawn has the original size
-(``ori_shape``) the GT boxes are divided by ``scale_factor`` first. Images are RGB.
+Coordinates: boxes are drawn as given, in pixels of ``image``: predictions are in original-image
+pixels (the model rescales them) and so is the ground truth when the test pipeline loads
+annotations after ``Resize`` (mmdet's test-pipeline convention, followed by the mmbus configs).
+Images are RGB.
 """
 from typing import Optional, Tuple, Union
 
@@ -69,11 +70,6 @@ class BUSDetVisualizer(DetLocalVisualizer):
             data_sample = data_sample.cpu()
         if draw_gt and data_sample is not None and 'gt_instances' in data_sample:
             gt = _boxes_numpy(data_sample.gt_instances.bboxes)
-            meta = data_sample.metainfo
-            if len(gt) and 'scale_factor' in meta and tuple(meta.get('ori_shape', ())[:2]) == (
-                    h, w) and tuple(meta.get('img_shape', ())[:2]) != (h, w):
-                sx, sy = meta['scale_factor'][:2]
-                gt = gt / np.array([sx, sy, sx, sy], dtype=np.float32)
             if len(gt):
                 self.draw_bboxes(gt, edge_colors=self.gt_color, line_widths=self.line_width)
         if draw_pred and data_sample is not None and 'pred_instances' in data_sample:

@@ -40,6 +40,7 @@ model = dict(
             loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False,
                           loss_weight=1.0),
             loss_bbox=dict(type='L1Loss', loss_weight=1.0))),
+    train_cfg=None,
     test_cfg=dict(
         rpn=dict(nms_pre=100, max_per_img=20,
                  nms=dict(type='nms', iou_threshold=0.7), min_bbox_size=0),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Iterable, List, Optional, Sequence, Tuple
@@ -359,11 +360,7 @@ def run_tasks(tasks: Sequence[ImageTask], workers: int = 0,
     """
     if workers <= 0:
         workers = min(4, os.cpu_count() or 1)
-    show = progress and len(tasks) >= 200
-    bar = None
-    if show:
-        from mmengine.utils import ProgressBar
-        bar = ProgressBar(len(tasks), file=sys.stderr)
+    bar = Progress(len(tasks)) if progress and len(tasks) >= 200 else None
     results: List[ImageResult] = []
     if workers == 1 or len(tasks) < 64:
         for t in tasks:
@@ -379,8 +376,42 @@ def run_tasks(tasks: Sequence[ImageTask], workers: int = 0,
                 if bar:
                     bar.update()
     if bar:
-        bar.file.write('\n')
+        bar.close()
     return results
+
+
+class Progress:
+    """Progress bar on stderr: redrawn in place on a terminal (at most 10 times a second),
+    one line per 10% otherwise, so CI logs and orchestrators stay readable."""
+
+    def __init__(self, total: int, label: str = 'converting', stream=None):
+        self.total, self.label, self.done = max(total, 1), label, 0
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, 'isatty') and self.stream.isatty()
+        self.t0 = self.last = time.perf_counter()
+        self.next_decile = 1
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = time.perf_counter()
+        rate = self.done / max(now - self.t0, 1e-9)
+        if self.tty:
+            if now - self.last < 0.1 and self.done < self.total:
+                return
+            filled = int(30 * self.done / self.total)
+            self.stream.write(f'\r{self.label} [{"#" * filled}{"." * (30 - filled)}] '
+                              f'{self.done}/{self.total} {rate:.0f} img/s')
+            self.stream.flush()
+            self.last = now
+        elif self.done * 10 >= self.next_decile * self.total:
+            self.stream.write(f'{self.label}: {self.done}/{self.total} '
+                              f'({rate:.0f} img/s)\n')
+            self.next_decile = self.done * 10 // self.total + 1
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write('\n')
+        self.stream.flush()
 
 
 def list_stray_files(folder: str, problems: ProblemLog, root: str,

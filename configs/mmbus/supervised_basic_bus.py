@@ -1,0 +1,5 @@
+# Paper Table 3, "supervisor a": the recognition network trained on the labelled basic-train crops only.
+_base_ = [
+    '../_base_/models/mean_teacher_convnet_supervised.py', '../_base_/datasets/bus_crops.py',
+    '../_base_/schedules/schedule_cls_40k.py', '../_base_/default_runtime_cls.py'
+]

@@ -1,0 +1,536 @@
+"""Synthetic breast-ultrasound images with BI-RADS-like nodule cues (the embedded default data).
+
+Each image is built in "echogenicity" space (mean backscatter per pixel, float), then turned
+into a B-mode image:
+
+1. tissue layers below the probe: skin (thin bright line), subcutaneous fat (dark, lobular,
+   Cooper's ligaments), fibroglandular tissue (bright, horizontally streaked), retromammary
+   fat and pectoral muscle (striated), with wavy boundaries;
+2. a nodule (hypoechoic) whose look follows the BI-RADS lexicon, see :class:`NoduleCues`:
+   benign = oval, parallel to the skin (wider than tall), circumscribed (sharp margin, thin
+   echogenic capsule), homogeneous, sometimes posterior enhancement; malignant = irregular,
+   not parallel (taller than wide), angular/spiculated margins with an echogenic halo,
+   heterogeneous, posterior shadowing, microcalcifications;
+3. posterior acoustic features (a column below the nodule brightened or darkened);
+4. depth attenuation with partial time-gain compensation;
+5. fully developed speckle: multiplicative Rayleigh envelope of spatially correlated complex
+   Gaussian noise (lateral correlation longer than axial);
+6. log compression, gain, the probe's field of view and scanner overlays (text, depth ruler,
+   grey colour bar, focus marker, body marker, and -- in both classes alike, so they leak
+   nothing -- calipers).
+
+Class overlap: every cue ``t`` in [0, 1] (0 = benign-looking, 1 = malignant-looking) is
+``sigmoid(1.6 * z)`` with ``z ~ N(+-D / (2 sqrt(K)), 1)`` for malignant/benign, K = 7 cues.
+An ideal observer of the K latent cues reaches AUC = Phi(D / sqrt 2); ``difficulty`` sets
+``D = 4 (1 - difficulty)^1.15``: difficulty 0 -> AUC ~0.998, 0.5 (default) -> ~0.90,
+1 -> 0.5. Real classifiers see the cues through speckle and stay below that bound.
+
+Hospital styles: ``'a'`` (internal) and ``'b'`` (external test: other resolution, gain,
+dynamic range, depth, speckle grain, trapezoid field of view, overlay layout).
+
+Sizes are pixels; ``[x, y, w, h]`` boxes are inclusive pixel extents (as in the converters).
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import cv2
+import numpy as np
+
+CUE_NAMES = ('orientation', 'irregularity', 'spiculation', 'posterior', 'heterogeneity',
+             'calcification', 'margin_blur')
+
+
+@dataclass(frozen=True)
+class HospitalStyle:
+    """Scanner/hospital appearance. Lengths in pixels unless noted."""
+    name: str
+    width: int
+    height_range: Tuple[int, int]
+    gain: float                 # multiplies the log-compressed image (brightness)
+    dynamic_range: float        # log-compression constant C in log(1 + C*I)
+    gamma: float
+    attenuation: float          # exp(-attenuation * depth/fov_height) before TGC
+    tgc: float                  # linear time-gain compensation over depth
+    speckle_sigma: Tuple[float, float]  # (lateral, axial) correlation of the speckle, px
+    margins: Tuple[float, float, float, float]  # FOV margins (top, bottom, left, right), frac
+    trapezoid: float            # extra half-width at the bottom of the FOV, fraction of width
+    depth_cm: Tuple[float, float]
+    text_side: str              # 'left' or 'right': where the text block sits
+    label: str
+
+
+STYLES: Dict[str, HospitalStyle] = {
+    'a': HospitalStyle('a', 256, (200, 256), gain=1.0, dynamic_range=10.0, gamma=1.5,
+                       attenuation=1.2, tgc=0.8, speckle_sigma=(1.1, 0.6),
+                       margins=(0.10, 0.03, 0.05, 0.09), trapezoid=0.0, depth_cm=(3.0, 4.5),
+                       text_side='left', label='HOSP-A L12-5'),
+    'b': HospitalStyle('b', 320, (240, 288), gain=0.92, dynamic_range=20.0, gamma=1.8,
+                       attenuation=1.8, tgc=1.0, speckle_sigma=(1.6, 0.9),
+                       margins=(0.13, 0.02, 0.10, 0.06), trapezoid=0.05, depth_cm=(4.0, 6.0),
+                       text_side='right', label='HB LOGIQ 9L'),
+}
+
+
+@dataclass
+class NoduleCues:
+    """BI-RADS cue strengths in [0, 1]: 0 looks benign, 1 looks malignant.
+
+    orientation: 0 = parallel (width/height 2.0), 1 = not parallel (taller than wide, 0.6);
+    irregularity: shape harmonics (oval/gently lobulated -> irregular);
+    spiculation: number/length of spicules and angular (polygonal) margins;
+    posterior: <0.5 enhancement, ~0.5 none, >0.5 shadowing;
+    heterogeneity: darker and more heterogeneous interior;
+    calcification: microcalcification count (none below ~0.55);
+    margin_blur: circumscribed (sharp, thin capsule) -> indistinct with echogenic halo.
+    """
+    orientation: float = 0.5
+    irregularity: float = 0.5
+    spiculation: float = 0.5
+    posterior: float = 0.5
+    heterogeneity: float = 0.5
+    calcification: float = 0.5
+    margin_blur: float = 0.5
+
+
+def cue_separation(difficulty: float) -> float:
+    """Combined ideal-observer separation D (in SDs) for a difficulty in [0, 1]."""
+    d = float(np.clip(difficulty, 0.0, 1.0))
+    return 4.0 * (1.0 - d) ** 1.15
+
+
+def sample_cues(rng: np.random.Generator, malignant: bool, difficulty: float) -> NoduleCues:
+    """Draw the cues of one nodule (see module doc for the class-conditional model)."""
+    k = len(CUE_NAMES)
+    shift = cue_separation(difficulty) / (2.0 * math.sqrt(k)) * (1.0 if malignant else -1.0)
+    z = rng.normal(shift, 1.0, size=k)
+    t = 1.0 / (1.0 + np.exp(-1.6 * z))
+    return NoduleCues(**{n: float(v) for n, v in zip(CUE_NAMES, t)})
+
+
+@dataclass
+class NoduleShape:
+    """Geometry of one nodule, shared by the two views of a patient."""
+    radius_frac: float          # mean radius / FOV width
+    harmonics: np.ndarray       # (K, 2): amplitude, phase for k = 2..K+1
+    spikes: np.ndarray          # (S, 3): angle, amplitude, angular width
+    polygon_n: int
+    polygon_phase: float
+    tilt: float                 # radians, long axis vs the skin line
+
+
+def sample_shape(rng: np.random.Generator, cues: NoduleCues) -> NoduleShape:
+    kmax = 8
+    ks = np.arange(2, kmax + 2)
+    amp = rng.uniform(0.3, 1.0, kmax) / ks ** 0.6
+    # oval/gently lobulated (benign) -> irregular (malignant)
+    amp *= 0.03 + 0.22 * cues.irregularity
+    amp[:2] *= 1.0 + 1.5 * (1 - cues.irregularity)   # macrolobulation stays low-order
+    harm = np.stack([amp, rng.uniform(0, 2 * np.pi, kmax)], axis=1)
+    n_spk = int(rng.poisson(18 * max(0.0, cues.spiculation - 0.5)))
+    spikes = np.stack([rng.uniform(0, 2 * np.pi, n_spk),
+                       rng.uniform(0.25, 0.75, n_spk) * cues.spiculation,
+                       rng.uniform(0.05, 0.12, n_spk)], axis=1) if n_spk else np.zeros((0, 3))
+    size = rng.uniform(0.07, 0.15) * (0.9 + 0.25 * cues.heterogeneity)
+    tilt = rng.normal(0.0, math.radians(6 + 20 * cues.orientation))
+    return NoduleShape(size, harm, spikes, int(rng.integers(5, 8)), rng.uniform(0, 2 * np.pi),
+                       tilt)
+
+
+# -----------------------------------------------------------------------------------------
+# noise helpers (all vectorised; low-resolution noise upsampled = smooth random fields)
+# -----------------------------------------------------------------------------------------
+def _smooth_noise(rng, h, w, cell_h, cell_w):
+    gh, gw = max(2, int(h / cell_h) + 2), max(2, int(w / cell_w) + 2)
+    small = rng.standard_normal((gh, gw), dtype=np.float32)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def _wave(rng, x, amp, n=2):
+    out = np.zeros_like(x, dtype=np.float32)
+    for _ in range(n):
+        out += amp * rng.uniform(0.3, 1.0) * np.sin(
+            2 * np.pi * rng.uniform(0.5, 2.0) * x + rng.uniform(0, 2 * np.pi))
+    return out
+
+
+def _smoothstep(x):
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
+# -----------------------------------------------------------------------------------------
+# image synthesis
+# -----------------------------------------------------------------------------------------
+@dataclass
+class SyntheticCase:
+    image: np.ndarray                  # HxW uint8
+    masks: List[np.ndarray]            # one HxW uint8 (0/255) mask per nodule
+    boxes: List[List[int]]             # [x, y, w, h] per nodule, inclusive pixel extents
+    meta: dict = field(default_factory=dict)
+
+
+def _tissue(rng, h, w, fov):
+    """Echogenicity of the breast layers (float32 HxW) in the FOV rectangle."""
+    y0, y1, x0, x1 = fov
+    fh = y1 - y0
+    ys = (np.arange(h, dtype=np.float32) - y0) / fh          # depth 0..1 in the FOV
+    xs = np.arange(w, dtype=np.float32) / w
+    skin = 0.035 + _wave(rng, xs, 0.006)
+    fat = skin + rng.uniform(0.12, 0.28) + _wave(rng, xs, 0.04)
+    gland = fat + rng.uniform(0.30, 0.45) + _wave(rng, xs, 0.06)
+    muscle = gland + rng.uniform(0.06, 0.12) + _wave(rng, xs, 0.02)
+    d = ys[:, None]
+    soft = 0.015
+    in_fat = _smoothstep((d - skin[None]) / soft)
+    in_gland = _smoothstep((d - fat[None]) / (3 * soft))
+    in_retro = _smoothstep((d - gland[None]) / (3 * soft))
+    in_muscle = _smoothstep((d - muscle[None]) / soft)
+
+    lobules = _smooth_noise(rng, h, w, 14, 20)
+    streaks = _smooth_noise(rng, h, w, 5, 28)               # horizontally elongated texture
+    striation = np.sin(d * fh * rng.uniform(0.35, 0.6) + 2.0 * _smooth_noise(rng, h, w, 30, 60))
+    e_skin = 1.3
+    e_fat = 0.28 + 0.08 * lobules
+    e_gland = 0.62 + 0.18 * streaks + 0.06 * lobules
+    e_retro = 0.25 + 0.06 * lobules
+    e_muscle = 0.42 + 0.10 * striation
+    e = e_skin * (1 - in_fat) + e_fat * in_fat
+    e = e * (1 - in_gland) + e_gland * in_gland
+    e = e * (1 - in_retro) + e_retro * in_retro
+    e = e * (1 - in_muscle) + e_muscle * in_muscle
+    # Cooper's ligaments: a few bright curved lines crossing the fat layer
+    lig = np.zeros((h, w), np.float32)
+    for _ in range(int(rng.integers(1, 4))):
+        xc = rng.uniform(0.1, 0.9)
+        curve = xc + 0.15 * np.sin(np.pi * (d[:, 0] - skin.mean()) * rng.uniform(1, 3))
+        dist = np.abs(xs[None, :] - curve[:, None]) * w
+        lig += np.exp(-(dist / 1.2) ** 2) * 0.5
+    e += lig * in_fat * (1 - in_gland)
+    return np.clip(e, 0.02, None).astype(np.float32), (float(fat.mean()), float(gland.mean()))
+
+
+def _nodule(rng, e, cues: NoduleCues, shape: NoduleShape, center, fov, view_scale):
+    """Composite one nodule into echogenicity ``e`` (in place); returns its mask (bool) and
+    a per-column posterior gain map handled by the caller."""
+    h, w = e.shape
+    y0, y1, x0, x1 = fov
+    fw = x1 - x0
+    cx, cy = center
+    r = shape.radius_frac * fw
+    aspect = math.exp(np.interp(cues.orientation, [0, 1], [math.log(2.0), math.log(0.6)]))
+    a = r * math.sqrt(aspect) * view_scale      # half width
+    b = r / math.sqrt(aspect) / view_scale      # half height
+    ext = 1.9 * max(a, b) + 6
+    px0, px1 = int(max(0, cx - ext)), int(min(w, cx + ext + 1))
+    py0, py1 = int(max(y0, cy - ext)), int(min(h, cy + ext + 1))
+    yy, xx = np.mgrid[py0:py1, px0:px1].astype(np.float32)
+    dx, dy = xx - cx, yy - cy
+    ct, st = math.cos(shape.tilt), math.sin(shape.tilt)
+    u = (dx * ct + dy * st) / a
+    v = (-dx * st + dy * ct) / b
+    rho = np.sqrt(u * u + v * v)
+    theta = np.arctan2(v, u)
+    rad = np.ones_like(rho)
+    for k, (amp, ph) in enumerate(shape.harmonics, start=2):
+        rad += amp * np.cos(k * theta + ph)
+    ang = 0.55 * max(0.0, cues.spiculation - 0.3)
+    if ang > 0:  # angular margins: pull towards a polygon
+        n = shape.polygon_n
+        seg = np.mod(theta - shape.polygon_phase, 2 * np.pi / n) - np.pi / n
+        poly = math.cos(np.pi / n) / np.cos(seg)
+        rad = (1 - ang) * rad + ang * poly
+    for th, amp, wid in shape.spikes:
+        dth = np.abs(np.mod(theta - th + np.pi, 2 * np.pi) - np.pi)
+        rad += amp * np.clip(1 - dth / wid, 0, 1) ** 2
+    rpx = 0.5 * (a + b)
+    sd = (rad - rho) * rpx                      # ~signed distance to the margin, px (>0 inside)
+    mask = sd > 0
+    edge = 0.6 + 2.6 * cues.margin_blur        # margin width, px
+    alpha = np.clip(0.5 + sd / (2 * edge), 0, 1)
+    interior = 0.13 - 0.09 * cues.heterogeneity
+    hetero = (0.015 + 0.09 * cues.heterogeneity) * _smooth_noise(rng, py1 - py0, px1 - px0, 4, 4)
+    e_nod = np.clip(interior + hetero, 0.015, None)
+    patch = e[py0:py1, px0:px1]
+    mixed = patch * (1 - alpha) + e_nod * alpha
+    outside = np.clip(-sd, 0, None)
+    halo = 0.55 * max(0.0, cues.margin_blur - 0.4) * np.exp(-(outside / 3.5) ** 2) * (sd < 0)
+    capsule = 0.7 * max(0.0, 0.55 - cues.margin_blur) * np.exp(-(sd / 1.0) ** 2)
+    e[py0:py1, px0:px1] = mixed + halo + capsule
+    full = np.zeros((h, w), bool)
+    full[py0:py1, px0:px1] = mask
+    return full
+
+
+def _posterior(e, mask, cues: NoduleCues, rng, fov):
+    """Posterior enhancement (<0.5) or shadowing (>0.5) below the nodule, in place."""
+    y0, y1, _, _ = fov
+    cols = np.flatnonzero(mask.any(axis=0))
+    if cols.size == 0:
+        return
+    sub = mask[:, cols[0]:cols[-1] + 1]
+    height = sub.sum(axis=0).astype(np.float32)
+    weight = np.sqrt(height / height.max())
+    bottom = sub.shape[0] - 1 - np.argmax(sub[::-1], axis=0)
+    p = cues.posterior
+    gain = 1.6 * (0.5 - p) if p < 0.5 else -1.5 * (p - 0.5)   # +0.8 .. -0.75
+    gain = float(np.clip(gain + rng.normal(0, 0.05), -0.8, 0.9))
+    length = (y1 - y0) * rng.uniform(0.35, 0.8)
+    ys = np.arange(e.shape[0], dtype=np.float32)[:, None]
+    dist = ys - bottom[None, :]
+    prof = np.where(dist > 0, np.exp(-dist / length) * (1 - np.exp(-dist / 3.0)), 0.0)
+    e[:, cols[0]:cols[-1] + 1] *= (1 + gain * prof * weight[None, :]).astype(np.float32)
+
+
+def _overlays(rng, img, style: HospitalStyle, fov, depth_cm, calipers, side, case_no):
+    """Scanner overlays, drawn in place on the uint8 image."""
+    h, w = img.shape
+    y0, y1, x0, x1 = fov
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    fs = 0.26 if w <= 256 else 0.3
+    col = int(rng.integers(200, 256))
+    tx = 2 if style.text_side == 'left' else int(w * 0.62)
+    lines = [style.label, f'BREAST {side}', f'D{depth_cm:.1f}cm G{int(rng.integers(40, 70))}',
+             f'{int(rng.integers(1, 29)):02d}/{int(rng.integers(1, 13)):02d} #{case_no}']
+    for i, t in enumerate(lines[:2 if y0 < 28 else 4]):
+        cv2.putText(img, t, (tx, 8 + 8 * i), font, fs, col, 1, cv2.LINE_AA)
+    # depth ruler with 1 cm ticks, on the side opposite the colour bar
+    px_per_cm = (y1 - y0) / depth_cm
+    rx = x1 + 2 if style.text_side == 'left' else max(0, x0 - 5)
+    for k in range(int(depth_cm) + 1):
+        yk = int(y0 + k * px_per_cm)
+        if yk < h:
+            cv2.line(img, (rx, yk), (rx + 3, yk), 220, 1)
+            if k % 2 == 0 and k > 0 and rx + 5 < w - 6:
+                cv2.putText(img, str(k), (rx + 4, min(h - 1, yk + 3)), font, 0.22, 200, 1)
+    # grey colour bar
+    bx = w - 5 if style.text_side == 'left' else 1
+    by0, by1 = y0, y0 + int(0.35 * (y1 - y0))
+    img[by0:by1, bx:bx + 3] = np.linspace(255, 0, by1 - by0)[:, None].astype(np.uint8)
+    # focus marker
+    fy = int(y0 + rng.uniform(0.3, 0.6) * (y1 - y0))
+    fx = rx + (5 if style.text_side == 'left' else -3)
+    if 0 <= fx < w - 3:
+        cv2.fillPoly(img, [np.array([[fx, fy - 2], [fx, fy + 2], [fx + 3, fy]], np.int32)], 230)
+    # body marker: small breast pictogram with the probe position
+    cxm, cym = (x0 + 10, h - 12) if style.text_side == 'left' else (x1 - 12, h - 12)
+    cv2.circle(img, (cxm, cym), 7, 180, 1)
+    ang = rng.uniform(0, np.pi)
+    cv2.line(img, (int(cxm - 6 * np.cos(ang)), int(cym - 6 * np.sin(ang))),
+             (int(cxm + 6 * np.cos(ang)), int(cym + 6 * np.sin(ang))), 255, 1)
+    for (ax, ay), (bx2, by2) in calipers:   # '+' calipers with a dotted line between
+        for (px, py) in ((ax, ay), (bx2, by2)):
+            cv2.drawMarker(img, (int(px), int(py)), 255, cv2.MARKER_CROSS, 5, 1)
+        n = max(2, int(math.hypot(bx2 - ax, by2 - ay) / 4))
+        for t in np.linspace(0, 1, n)[1:-1]:
+            img[int(ay + t * (by2 - ay)), int(ax + t * (bx2 - ax))] = 200
+
+
+def render_case(rng: np.random.Generator, pathology: str, style: HospitalStyle,
+                cues: Optional[List[NoduleCues]] = None,
+                shapes: Optional[List[NoduleShape]] = None, view_scale: float = 1.0,
+                caliper_prob: float = 0.3, case_no: int = 0) -> SyntheticCase:
+    """Render one image; ``cues``/``shapes`` (one per nodule, empty for normal) are sampled
+    by the caller so that two views of one patient share them."""
+    cues = cues or []
+    shapes = shapes or []
+    w = style.width
+    h = int(rng.integers(style.height_range[0], style.height_range[1] + 1))
+    mt, mb, ml, mr = style.margins
+    fov = (int(mt * h), h - int(mb * h), int(ml * w), w - int(mr * w))
+    y0, y1, x0, x1 = fov
+    e, (fat_d, gland_d) = _tissue(rng, h, w, fov)
+    masks, boxes, nod_meta = [], [], []
+    taken = []
+    for c, s in zip(cues, shapes):
+        for _ in range(20):  # place nodules in the glandular layer, not overlapping
+            cx = rng.uniform(x0 + 0.25 * (x1 - x0), x1 - 0.25 * (x1 - x0))
+            cy = y0 + (y1 - y0) * rng.uniform(max(0.22, fat_d + 0.05), min(0.7, gland_d))
+            if all(math.hypot(cx - tx, cy - ty) > 0.35 * (x1 - x0) for tx, ty in taken):
+                break
+        taken.append((cx, cy))
+        mask = _nodule(rng, e, c, s, (cx, cy), fov, view_scale)
+        mask[:y0] = False
+        _posterior(e, mask, c, rng, fov)
+        masks.append(mask)
+    # depth attenuation with partial TGC
+    depth = np.clip((np.arange(h, dtype=np.float32) - y0) / (y1 - y0), 0, 1)[:, None]
+    e *= np.exp(-style.attenuation * depth) * (1 + style.tgc * depth)
+    # speckle: Rayleigh envelope of correlated complex Gaussian noise (mean ~1)
+    sl, sa = style.speckle_sigma
+    re = cv2.GaussianBlur(rng.standard_normal((h, w), dtype=np.float32), (0, 0), sl, sigmaY=sa)
+    im = cv2.GaussianBlur(rng.standard_normal((h, w), dtype=np.float32), (0, 0), sl, sigmaY=sa)
+    env = np.sqrt(re * re + im * im)
+    env *= 1.0 / (env.mean() + 1e-6)
+    inten = e * env
+    for c, mask in zip(cues, masks):   # microcalcifications: bright specular dots
+        n_calc = int(rng.poisson(10 * max(0.0, c.calcification - 0.55)))
+        ys, xs = np.nonzero(mask)
+        if n_calc and ys.size:
+            idx = rng.integers(0, ys.size, n_calc)
+            inten[ys[idx], xs[idx]] += rng.uniform(3, 6, n_calc)
+    inten += 0.01 * np.abs(rng.standard_normal((h, w), dtype=np.float32))  # electronic noise
+    out = np.log1p(style.dynamic_range * inten) / math.log1p(style.dynamic_range * 2.0)
+    out = np.clip(out, 0, 1) ** style.gamma * style.gain
+    img = np.clip(out * 255, 0, 255).astype(np.uint8)
+    # field of view (linear probe; style b: trapezoid) -- outside is black
+    fov_mask = np.zeros((h, w), bool)
+    if style.trapezoid > 0:
+        extra = (depth[:, 0] * style.trapezoid * w).astype(int)
+        cols = np.arange(w)[None, :]
+        fov_mask = (cols >= x0 + style.trapezoid * w - extra[:, None]) & \
+                   (cols < x1 - style.trapezoid * w + extra[:, None])
+    else:
+        fov_mask[:, x0:x1] = True
+    fov_mask[:y0] = False
+    fov_mask[y1:] = False
+    img[~fov_mask] = 0
+    for m in masks:
+        m &= fov_mask
+        ys, xs = np.nonzero(m)
+        boxes.append([int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
+                      int(ys.max() - ys.min() + 1)] if ys.size else [])
+    calipers = []
+    if boxes and boxes[0] and rng.random() < caliper_prob:
+        bx, by, bw, bh = boxes[0]
+        calipers = [((bx - 2, by + bh / 2), (bx + bw + 1, by + bh / 2))]
+        if rng.random() < 0.6:
+            calipers.append(((bx + bw / 2, by - 2), (bx + bw / 2, by + bh + 1)))
+    depth_cm = float(rng.uniform(*style.depth_cm))
+    _overlays(rng, img, style, fov, depth_cm, calipers, 'L' if rng.random() < 0.5 else 'R',
+              case_no)
+    for c in cues:
+        nod_meta.append(asdict(c))
+    return SyntheticCase(img, [m.astype(np.uint8) * 255 for m in masks], boxes,
+                         {'pathology': pathology, 'nodules': nod_meta, 'calipers': bool(calipers),
+                          'depth_cm': round(depth_cm, 2)})
+
+
+# -----------------------------------------------------------------------------------------
+# dataset writer
+# -----------------------------------------------------------------------------------------
+def _atomic_png(path: str, arr: np.ndarray) -> None:
+    tmp = path + '.tmp.png'
+    if not cv2.imwrite(tmp, arr):
+        raise OSError(f'could not write {path}')
+    os.replace(tmp, path)
+
+
+def _plan(n_images, malignant_fraction, n_normal, two_view_fraction, rng):
+    """Patients and their images: list of (patient_no, pathology, n_views)."""
+    n_mal = int(round(n_images * malignant_fraction))
+    plan = []
+    for pathology, n in (('malignant', n_mal), ('benign', n_images - n_mal),
+                         ('normal', n_normal)):
+        left = n
+        while left > 0:
+            views = 2 if (left >= 2 and rng.random() < two_view_fraction) else 1
+            plan.append((pathology, views))
+            left -= views
+    order = rng.permutation(len(plan))
+    return [(i + 1,) + plan[k] for i, k in enumerate(order)]
+
+
+def make_synthetic_dataset(out_root: str, n_images: int = 300, malignant_fraction: float = 0.4,
+                           n_normal: int = 0, style: str = 'a', difficulty: float = 0.5,
+                           seed: int = 0, two_view_fraction: float = 0.35,
+                           multi_nodule_prob: float = 0.03, caliper_prob: float = 0.3,
+                           progress: bool = True) -> dict:
+    """Write a BUSI-layout synthetic dataset and return a summary.
+
+    ``n_images`` benign+malignant images (``malignant_fraction`` of them malignant) plus
+    ``n_normal`` normal images (empty mask). About ``two_view_fraction`` of the patients get
+    two views (``-l``/``-r``, same nodule cues and shape, other position/speckle/overlays);
+    single-view images end in ``-s`` (like BUS-BRA). Files::
+
+        out_root/{benign,malignant,normal}/<P><pid>-<view>.png   (+ _mask.png, _mask_1.png)
+        out_root/patients.csv        image,patient   (read by the BUSI converter)
+        out_root/labels.csv          image,pathology,patient
+        out_root/synthetic_meta.csv  per image: style, difficulty, cues, boxes (for analysis)
+
+    The same arguments always give byte-identical images (per-image seeded generators).
+    """
+    if style not in STYLES:
+        raise ValueError(f'unknown style {style!r} (choose from {", ".join(STYLES)})')
+    if not 0 <= difficulty <= 1:
+        raise ValueError('difficulty must be in [0, 1]')
+    if n_images < 0 or n_normal < 0 or not 0 <= malignant_fraction <= 1:
+        raise ValueError('n_images/n_normal must be >= 0 and malignant_fraction in [0, 1]')
+    st = STYLES[style]
+    t0 = time.perf_counter()
+    style_code = ord(style)
+    plan = _plan(n_images, malignant_fraction, n_normal, two_view_fraction,
+                 np.random.default_rng([seed, style_code, 0]))
+    for sub in ('benign', 'malignant', 'normal'):
+        if any(p[1] == sub for p in plan):
+            os.makedirs(os.path.join(out_root, sub), exist_ok=True)
+    prefix = style.upper()
+    rows, meta_rows = [], []
+    total = sum(p[2] for p in plan)
+    bar = None
+    if progress and total >= 200:
+        from .converters.common import Progress
+        bar = Progress(total, label='synthesising')
+    for pid, pathology, views in plan:
+        prng = np.random.default_rng([seed, style_code, 1, pid])
+        malignant = pathology == 'malignant'
+        cues, shapes = [], []
+        if pathology != 'normal':
+            n_nod = 2 if prng.random() < multi_nodule_prob else 1
+            for _ in range(n_nod):
+                c = sample_cues(prng, malignant, difficulty)
+                cues.append(c)
+                shapes.append(sample_shape(prng, c))
+        view_names = ['l', 'r'] if views == 2 else ['s']
+        patient = f'{prefix}{pid:04d}'
+        for vi, vname in enumerate(view_names):
+            vrng = np.random.default_rng([seed, style_code, 2, pid, vi])
+            scale = 1.0 if vi == 0 else float(vrng.uniform(0.8, 1.2))
+            case = render_case(vrng, pathology, st, cues, shapes, view_scale=scale,
+                               caliper_prob=caliper_prob, case_no=pid)
+            name = f'{patient}-{vname}'
+            rel = f'{pathology}/{name}.png'
+            _atomic_png(os.path.join(out_root, rel), case.image)
+            mask_list = case.masks or [np.zeros_like(case.image)]   # normal: empty mask
+            for k, m in enumerate(mask_list):
+                suffix = '_mask' if k == 0 else f'_mask_{k}'
+                _atomic_png(os.path.join(out_root, pathology, name + suffix + '.png'), m)
+            rows.append((rel, pathology, patient))
+            meta = {'image': rel, 'pathology': pathology, 'patient': patient, 'style': style,
+                    'difficulty': difficulty, 'width': case.image.shape[1],
+                    'height': case.image.shape[0],
+                    'boxes': ';'.join(' '.join(map(str, b)) for b in case.boxes),
+                    'calipers': int(case.meta['calipers'])}
+            for n in CUE_NAMES:
+                meta[n] = round(getattr(cues[0], n), 4) if cues else ''
+            meta_rows.append(meta)
+            if bar:
+                bar.update()
+    if bar:
+        bar.close()
+    rows.sort()
+    meta_rows.sort(key=lambda r: r['image'])
+    _write_csv(os.path.join(out_root, 'patients.csv'), ['image', 'patient'],
+               [(r[0], r[2]) for r in rows])
+    _write_csv(os.path.join(out_root, 'labels.csv'), ['image', 'pathology', 'patient'], rows)
+    _write_csv(os.path.join(out_root, 'synthetic_meta.csv'), list(meta_rows[0].keys())
+               if meta_rows else ['image'], [list(m.values()) for m in meta_rows])
+    secs = time.perf_counter() - t0
+    counts = {p: sum(r[1] == p for r in rows) for p in ('benign', 'malignant', 'normal')}
+    return {'root': out_root, 'images': len(rows), 'patients': len(plan), **counts,
+            'style': style, 'difficulty': difficulty, 'seed': seed, 'seconds': round(secs, 2),
+            'images_per_s': round(len(rows) / max(secs, 1e-9), 1)}
+
+
+def _write_csv(path, header, rows):
+    tmp = path + '.tmp'
+    with open(tmp, 'w', newline='') as f:
+        wr = csv.writer(f)
+        wr.writerow(header)
+        wr.writerows(rows)
+    os.replace(tmp, path)

@@ -1,0 +1,1 @@
+from .letterbox import LetterboxResize  # noqa: F401

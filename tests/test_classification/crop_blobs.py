@@ -1,0 +1,110 @@
+"""Tiny synthetic nodule-crop sets in the mmbus crops-JSON format, for the
+classification tests and the small mean-teacher demo run.
+
+Benign: smooth oval, wider than tall. Malignant: irregular (lobulated /
+spiculated) outline, taller than wide. Class distributions overlap (random
+aspect ratio and irregularity), speckle background, random crop size, so a
+few labels are not enough for a perfect classifier.
+
+Usage as a script (writes <out>/{basic_train,extended_train,val,test}.json):
+    python tests/test_classification/crop_blobs.py OUT [--basic 40 --extended 600 --val 150 --test 300]
+"""
+import argparse
+import json
+import os
+import os.path as osp
+
+import cv2
+import numpy as np
+
+SPLITS = ('basic_train', 'extended_train', 'val', 'test')
+
+
+def draw_nodule(rng: np.random.Generator, malignant: bool,
+                difficulty: float = 1.0) -> np.ndarray:
+    """One grey-scale crop (uint8, HxW); ``difficulty`` widens the class
+    overlap."""
+    h = int(rng.integers(36, 72))
+    w = int(rng.integers(36, 72))
+    # Rayleigh-like speckle background
+    img = rng.rayleigh(0.35, size=(h, w)) * 110 + 40
+    cy, cx = h / 2 + rng.normal(0, 2), w / 2 + rng.normal(0, 2)
+    size = 0.32 * min(h, w) * rng.uniform(0.8, 1.2)
+    # aspect: width / height
+    if malignant:
+        aspect = rng.normal(0.85, 0.25 * difficulty)
+        irregular = abs(rng.normal(0.22, 0.12 * difficulty))
+    else:
+        aspect = rng.normal(1.35, 0.25 * difficulty)
+        irregular = abs(rng.normal(0.05, 0.08 * difficulty))
+    aspect = float(np.clip(aspect, 0.5, 2.2))
+    theta = np.linspace(0, 2 * np.pi, 180, endpoint=False)
+    r = np.ones_like(theta)
+    for k in (3, 5, 8, 13):
+        r += irregular / 2 * rng.normal() * np.sin(k * theta +
+                                                   rng.uniform(0, 6.3))
+    r = np.clip(r, 0.4, 2.0)
+    ax, ay = size * np.sqrt(aspect), size / np.sqrt(aspect)
+    pts = np.stack([cx + ax * r * np.cos(theta), cy + ay * r * np.sin(theta)],
+                   axis=1).astype(np.int32)
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(mask, [pts], 1)
+    lesion = rng.rayleigh(0.35, size=(h, w)) * 30 + 15  # hypo-echoic
+    img = np.where(mask > 0, lesion, img)
+    img = cv2.GaussianBlur(img.astype(np.float32), (3, 3), 0)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def make_crop_set(out_dir: str, counts: dict, seed: int = 0,
+                  difficulty: float = 1.0, malignant_frac: float = 0.4):
+    """Write ``<out_dir>/<split>/*.png`` and ``<out_dir>/<split>.json``.
+
+    ``counts`` maps split name -> number of crops. ``extended_train``
+    samples get ``gt_label = -1`` (hidden) and keep ``true_label``. Returns
+    ``{split: json path}``.
+    """
+    rng = np.random.default_rng(seed)
+    paths = {}
+    image_id = 0
+    for split, n in counts.items():
+        os.makedirs(osp.join(out_dir, split), exist_ok=True)
+        data_list = []
+        for i in range(n):
+            label = int(rng.random() < malignant_frac)
+            img = draw_nodule(rng, bool(label), difficulty)
+            name = f'{split}_{i:05d}.png'
+            cv2.imwrite(osp.join(out_dir, split, name), img)
+            image_id += 1
+            data_list.append(
+                dict(img_path=f'{split}/{name}',
+                     gt_label=-1 if split == 'extended_train' else label,
+                     true_label=label, image_id=image_id,
+                     file_name=f'{"malignant" if label else "benign"}/'
+                     f'{name}',
+                     patient_id=f'p{image_id}',
+                     bbox=[0, 0, img.shape[1], img.shape[0]], det_score=1.0))
+        path = osp.join(out_dir, f'{split}.json')
+        with open(path, 'w') as f:
+            json.dump(dict(metainfo=dict(classes=['benign', 'malignant']),
+                           data_list=data_list), f)
+        with open(osp.join(out_dir, f'{split}_missed.json'), 'w') as f:
+            json.dump([], f)
+        paths[split] = path
+    return paths
+
+
+if __name__ == '__main__':
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('out')
+    p.add_argument('--basic', type=int, default=40)
+    p.add_argument('--extended', type=int, default=600)
+    p.add_argument('--val', type=int, default=150)
+    p.add_argument('--test', type=int, default=300)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--difficulty', type=float, default=1.0)
+    a = p.parse_args()
+    paths = make_crop_set(
+        a.out, dict(basic_train=a.basic, extended_train=a.extended,
+                    val=a.val, test=a.test), a.seed, a.difficulty)
+    for s, path in paths.items():
+        print(f'{s}: {path}')
