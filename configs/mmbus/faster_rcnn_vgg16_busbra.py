@@ -1,10 +1,17 @@
-# The paper's detector on BUS-BRA (Gomez-Flores et al. 2024; 1875 grey images, 1064 patients),
-# after converting and splitting it with the mmbus converter:
-#   python tools/dataset_converters/... (see README) --> <data_root>/annotations/*.json
-#   python tools/train.py configs/mmbus/faster_rcnn_vgg16_busbra.py \
-#       --cfg-options train_dataloader.dataset.data_root=/path/BUSBRA/ \
-#                     val_dataloader.dataset.data_root=/path/BUSBRA/ ...
-# or copy this file and change `data_root` (annotation paths of the evaluators derive from it).
+# The paper's detector on BUS-BRA (Gomez-Flores et al. 2024; 1875 grey images, 1064 patients).
+# 1. convert + split (annotations written next to the images, file_name relative to the root):
+#   python tools/dataset_converters/bus_to_coco.py --format busbra data/BUS-BRA/BUSBRA \
+#       --out-dir data/BUS-BRA/BUSBRA --split counts \
+#       --counts basic_train=400,val=100,test=375,extended_train=rest --balanced basic_train,val
+# 2. train / test:
+#   python tools/train.py configs/mmbus/faster_rcnn_vgg16_busbra.py
+#   python tools/test.py configs/mmbus/faster_rcnn_vgg16_busbra.py CKPT --show-dir vis
+# Elsewhere than data/BUS-BRA/BUSBRA: copy this file and change `data_root` (the evaluators'
+# ann_file paths derive from it), or override every path, since --cfg-options cannot change a
+# config variable after it was used:
+#   --cfg-options train_dataloader.dataset.data_root=R val_dataloader.dataset.data_root=R \
+#     test_dataloader.dataset.data_root=R val_evaluator.0.ann_file=R/annotations/val.json \
+#     test_evaluator.0.ann_file=R/annotations/test.json
 # BUS-BRA images are 8-bit grey PNGs; LoadImageFromFile(color_type='color') repeats the grey
 # channel three times, as VGG16's ImageNet weights expect.
 _base_ = ['./faster_rcnn_vgg16_bus.py']

@@ -45,8 +45,9 @@ _HASH_LIMIT = 32 * 1024 * 1024
 # fingerprints and state
 # ----------------------------------------------------------------------------
 def fingerprint(path: str) -> str:
-    """Content hash of a small file; (relpath, size, mtime) listing hash of a
-    directory or a large file; 'missing' when absent."""
+    """SHA-256 of a file's content (size + mtime for files over 32 MiB, e.g.
+    checkpoints); for a directory a hash over (relative path, file
+    fingerprint) of every file; 'missing' when absent."""
     if osp.isfile(path):
         st = os.stat(path)
         if st.st_size > _HASH_LIMIT:
@@ -65,9 +66,10 @@ def fingerprint(path: str) -> str:
                              if not (root == path and d == 'annotations'))
             for name in sorted(files):
                 p = osp.join(root, name)
-                st = os.stat(p)
-                h.update(f'{osp.relpath(p, path)}:{st.st_size}:'
-                         f'{st.st_mtime_ns}\n'.encode())
+                # content, not mtime: regenerating identical data must not
+                # cascade into retraining everything downstream
+                h.update(f'{osp.relpath(p, path)}:{fingerprint(p)}\n'
+                         .encode())
         return 'dir:' + h.hexdigest()
     return 'missing'
 
@@ -366,6 +368,32 @@ def shorten_schedule(cfg_dict: dict, iters: int) -> dict:
     return cfg_dict
 
 
+def shrink_detector(cfg_dict: dict, scale: int = 128,
+                    fc: int = 64) -> dict:
+    """Toy runs only: smaller input images and RoI-head FC layers (the
+    25088 x 1024 fc6 of the cpu-quick VGG16 head dominates checkpoint size
+    and load time); same model type and code path."""
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        _walk_resize(cfg_dict.get(key, {}), scale)
+    for key in ('train_pipeline', 'test_pipeline'):
+        _walk_resize(cfg_dict.get(key, []), scale)
+    head = cfg_dict.get('model', {}).get('roi_head', {}).get('bbox_head')
+    if isinstance(head, dict) and 'fc_out_channels' in head:
+        head['fc_out_channels'] = fc
+    return cfg_dict
+
+
+def _walk_resize(obj, scale):
+    if isinstance(obj, dict):
+        if obj.get('type') in ('Resize', 'mmdet.Resize') and 'scale' in obj:
+            obj['scale'] = (scale, scale)
+        for v in obj.values():
+            _walk_resize(v, scale)
+    elif isinstance(obj, list):
+        for v in obj:
+            _walk_resize(v, scale)
+
+
 def write_config(cfg, path: str) -> str:
     """Dump an mmengine Config atomically (the file a user can rerun)."""
     import tempfile
@@ -501,11 +529,21 @@ class Study:
         d = cfg.to_dict()
         rebase_data_root(d, self.root_a)
         if self.ann_a != self.root_a:
-            _walk_replace(d, lambda k, v: v.replace(
-                self.root_a.rstrip('/') + '/annotations/',
-                self.ann_a + '/annotations/') if isinstance(v, str) else v)
+            # real data: annotations were converted into the work dir
+            def to_ann_a(k, v):
+                if not isinstance(v, str):
+                    return v
+                v = v.replace(self.root_a.rstrip('/') + '/annotations/',
+                              self.ann_a + '/annotations/')
+                if k == 'ann_file' and v.startswith('annotations/'):
+                    v = osp.join(self.ann_a, v)
+                return v
+
+            _walk_replace(d, to_ann_a)
         if o.toy:
+            shrink_detector(d)
             shorten_schedule(d, TOY_ITERS['detector'])
+            d['default_hooks'].get('checkpoint', {}).pop('save_best', None)
         out['detector'] = write_config(
             Config(d), osp.join(self.cfg_dir, 'detector.py'))
         if self.root_b:

@@ -205,13 +205,16 @@ def _tissue(rng, h, w, fov):
     e = e * (1 - in_retro) + e_retro * in_retro
     e = e * (1 - in_muscle) + e_muscle * in_muscle
     # Cooper's ligaments: a few bright curved lines crossing the fat layer
-    lig = np.zeros((h, w), np.float32)
+    # (only the rows of the fat layer are computed)
+    r0 = max(0, int(y0 + skin.min() * fh))
+    r1 = min(h, int(y0 + (fat.max() + 3 * soft) * fh) + 1)
+    lig = np.zeros((r1 - r0, w), np.float32)
     for _ in range(int(rng.integers(1, 4))):
         xc = rng.uniform(0.1, 0.9)
-        curve = xc + 0.15 * np.sin(np.pi * (d[:, 0] - skin.mean()) * rng.uniform(1, 3))
-        dist = np.abs(xs[None, :] - curve[:, None]) * w
-        lig += np.exp(-(dist / 1.2) ** 2) * 0.5
-    e += lig * in_fat * (1 - in_gland)
+        curve = xc + 0.15 * np.sin(np.pi * (d[r0:r1, 0] - skin.mean()) * rng.uniform(1, 3))
+        dist = np.abs(xs[None, :] - curve[:, None]) * (w / 1.2)
+        lig += np.exp(-dist * dist) * 0.5
+    e[r0:r1] += lig * in_fat[r0:r1] * (1 - in_gland[r0:r1])
     return np.clip(e, 0.02, None).astype(np.float32), (float(fat.mean()), float(gland.mean()))
 
 
@@ -226,20 +229,29 @@ def _nodule(rng, e, cues: NoduleCues, shape: NoduleShape, center, fov, view_scal
     aspect = math.exp(np.interp(cues.orientation, [0, 1], [math.log(2.0), math.log(0.6)]))
     a = r * math.sqrt(aspect) * view_scale      # half width
     b = r / math.sqrt(aspect) / view_scale      # half height
-    ext = 1.9 * max(a, b) + 6
+    # largest radius the margin function can reach (harmonics + polygon + spicules), so the
+    # patch is only as big as needed
+    r_max = 1.0 + float(np.abs(shape.harmonics[:, 0]).sum()) + 0.2 + \
+        float(np.sort(shape.spikes[:, 1])[-2:].sum())   # two spicules may overlap
+    ext = r_max * max(a, b) + 12
     px0, px1 = int(max(0, cx - ext)), int(min(w, cx + ext + 1))
     py0, py1 = int(max(y0, cy - ext)), int(min(h, cy + ext + 1))
-    yy, xx = np.mgrid[py0:py1, px0:px1].astype(np.float32)
-    dx, dy = xx - cx, yy - cy
+    dx = np.arange(px0, px1, dtype=np.float32)[None, :] - np.float32(cx)
+    dy = np.arange(py0, py1, dtype=np.float32)[:, None] - np.float32(cy)
     ct, st = math.cos(shape.tilt), math.sin(shape.tilt)
     u = (dx * ct + dy * st) / a
     v = (-dx * st + dy * ct) / b
     rho = np.sqrt(u * u + v * v)
-    theta = np.arctan2(v, u)
+    # shape harmonics cos(k*theta + phase) as Re(e^{i k theta} e^{i phase}), by powers of
+    # e^{i theta} = (u + iv) / rho: much cheaper than one cos per harmonic
+    unit = (u + 1j * v).astype(np.complex64) / np.maximum(rho, 1e-6)
+    power = unit * unit
     rad = np.ones_like(rho)
-    for k, (amp, ph) in enumerate(shape.harmonics, start=2):
-        rad += amp * np.cos(k * theta + ph)
+    for amp, ph in shape.harmonics:       # k = 2, 3, ...
+        rad += (power * np.complex64(amp * np.exp(1j * ph))).real
+        power *= unit
     ang = 0.55 * max(0.0, cues.spiculation - 0.3)
+    theta = np.arctan2(v, u) if ang > 0 or len(shape.spikes) else None
     if ang > 0:  # angular margins: pull towards a polygon
         n = shape.polygon_n
         seg = np.mod(theta - shape.polygon_phase, 2 * np.pi / n) - np.pi / n
@@ -297,7 +309,9 @@ def _overlays(rng, img, style: HospitalStyle, fov, depth_cm, calipers, side, cas
     tx = 2 if style.text_side == 'left' else int(w * 0.62)
     lines = [style.label, f'BREAST {side}', f'D{depth_cm:.1f}cm G{int(rng.integers(40, 70))}',
              f'{int(rng.integers(1, 29)):02d}/{int(rng.integers(1, 13)):02d} #{case_no}']
-    for i, t in enumerate(lines[:2 if y0 < 28 else 4]):
+    for i, t in enumerate(lines):
+        if 8 + 8 * i > y0 - 2:   # text stays above the field of view
+            break
         cv2.putText(img, t, (tx, 8 + 8 * i), font, fs, col, 1, cv2.LINE_AA)
     # depth ruler with 1 cm ticks, on the side opposite the colour bar
     px_per_cm = (y1 - y0) / depth_cm
@@ -440,7 +454,7 @@ def make_synthetic_dataset(out_root: str, n_images: int = 300, malignant_fractio
                            n_normal: int = 0, style: str = 'a', difficulty: float = 0.5,
                            seed: int = 0, two_view_fraction: float = 0.35,
                            multi_nodule_prob: float = 0.03, caliper_prob: float = 0.3,
-                           progress: bool = True) -> dict:
+                           progress: bool = True, workers: int = 1) -> dict:
     """Write a BUSI-layout synthetic dataset and return a summary.
 
     ``n_images`` benign+malignant images (``malignant_fraction`` of them malignant) plus
@@ -453,7 +467,8 @@ def make_synthetic_dataset(out_root: str, n_images: int = 300, malignant_fractio
         out_root/labels.csv          image,pathology,patient
         out_root/synthetic_meta.csv  per image: style, difficulty, cues, boxes (for analysis)
 
-    The same arguments always give byte-identical images (per-image seeded generators).
+    The same arguments always give byte-identical images (per-patient seeded generators),
+    whatever ``workers`` (processes; 0 = min(4, cpus)) is.
     """
     if style not in STYLES:
         raise ValueError(f'unknown style {style!r} (choose from {", ".join(STYLES)})')
@@ -461,7 +476,6 @@ def make_synthetic_dataset(out_root: str, n_images: int = 300, malignant_fractio
         raise ValueError('difficulty must be in [0, 1]')
     if n_images < 0 or n_normal < 0 or not 0 <= malignant_fraction <= 1:
         raise ValueError('n_images/n_normal must be >= 0 and malignant_fraction in [0, 1]')
-    st = STYLES[style]
     t0 = time.perf_counter()
     style_code = ord(style)
     plan = _plan(n_images, malignant_fraction, n_normal, two_view_fraction,
@@ -469,48 +483,35 @@ def make_synthetic_dataset(out_root: str, n_images: int = 300, malignant_fractio
     for sub in ('benign', 'malignant', 'normal'):
         if any(p[1] == sub for p in plan):
             os.makedirs(os.path.join(out_root, sub), exist_ok=True)
-    prefix = style.upper()
     rows, meta_rows = [], []
     total = sum(p[2] for p in plan)
     bar = None
     if progress and total >= 200:
         from .converters.common import Progress
         bar = Progress(total, label='synthesising')
-    for pid, pathology, views in plan:
-        prng = np.random.default_rng([seed, style_code, 1, pid])
-        malignant = pathology == 'malignant'
-        cues, shapes = [], []
-        if pathology != 'normal':
-            n_nod = 2 if prng.random() < multi_nodule_prob else 1
-            for _ in range(n_nod):
-                c = sample_cues(prng, malignant, difficulty)
-                cues.append(c)
-                shapes.append(sample_shape(prng, c))
-        view_names = ['l', 'r'] if views == 2 else ['s']
-        patient = f'{prefix}{pid:04d}'
-        for vi, vname in enumerate(view_names):
-            vrng = np.random.default_rng([seed, style_code, 2, pid, vi])
-            scale = 1.0 if vi == 0 else float(vrng.uniform(0.8, 1.2))
-            case = render_case(vrng, pathology, st, cues, shapes, view_scale=scale,
-                               caliper_prob=caliper_prob, case_no=pid)
-            name = f'{patient}-{vname}'
-            rel = f'{pathology}/{name}.png'
-            _atomic_png(os.path.join(out_root, rel), case.image)
-            mask_list = case.masks or [np.zeros_like(case.image)]   # normal: empty mask
-            for k, m in enumerate(mask_list):
-                suffix = '_mask' if k == 0 else f'_mask_{k}'
-                _atomic_png(os.path.join(out_root, pathology, name + suffix + '.png'), m)
-            rows.append((rel, pathology, patient))
-            meta = {'image': rel, 'pathology': pathology, 'patient': patient, 'style': style,
-                    'difficulty': difficulty, 'width': case.image.shape[1],
-                    'height': case.image.shape[0],
-                    'boxes': ';'.join(' '.join(map(str, b)) for b in case.boxes),
-                    'calipers': int(case.meta['calipers'])}
-            for n in CUE_NAMES:
-                meta[n] = round(getattr(cues[0], n), 4) if cues else ''
-            meta_rows.append(meta)
-            if bar:
-                bar.update()
+    jobs = [dict(out_root=out_root, pid=pid, pathology=pathology, views=views, seed=seed,
+                 style=style, difficulty=difficulty, multi_nodule_prob=multi_nodule_prob,
+                 caliper_prob=caliper_prob) for pid, pathology, views in plan]
+    if workers <= 0:
+        workers = min(4, os.cpu_count() or 1)
+    if workers == 1 or len(jobs) < 32:
+        results = map(_render_patient, jobs)
+        pool = None
+    else:
+        from multiprocessing import get_context
+        pool = get_context('fork').Pool(workers)
+        results = pool.imap(_render_patient, jobs, chunksize=8)
+    try:
+        for patient_rows in results:
+            for row, meta in patient_rows:
+                rows.append(row)
+                meta_rows.append(meta)
+                if bar:
+                    bar.update()
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
     if bar:
         bar.close()
     rows.sort()
@@ -525,6 +526,45 @@ def make_synthetic_dataset(out_root: str, n_images: int = 300, malignant_fractio
     return {'root': out_root, 'images': len(rows), 'patients': len(plan), **counts,
             'style': style, 'difficulty': difficulty, 'seed': seed, 'seconds': round(secs, 2),
             'images_per_s': round(len(rows) / max(secs, 1e-9), 1)}
+
+
+def _render_patient(job: dict):
+    """Render and write all views of one patient; returns ``[(csv row, meta row), ...]``."""
+    st = STYLES[job['style']]
+    style_code = ord(job['style'])
+    seed, pid, pathology = job['seed'], job['pid'], job['pathology']
+    prng = np.random.default_rng([seed, style_code, 1, pid])
+    cues, shapes = [], []
+    if pathology != 'normal':
+        n_nod = 2 if prng.random() < job['multi_nodule_prob'] else 1
+        for _ in range(n_nod):
+            c = sample_cues(prng, pathology == 'malignant', job['difficulty'])
+            cues.append(c)
+            shapes.append(sample_shape(prng, c))
+    view_names = ['l', 'r'] if job['views'] == 2 else ['s']
+    patient = f'{job["style"].upper()}{pid:04d}'
+    out = []
+    for vi, vname in enumerate(view_names):
+        vrng = np.random.default_rng([seed, style_code, 2, pid, vi])
+        scale = 1.0 if vi == 0 else float(vrng.uniform(0.8, 1.2))
+        case = render_case(vrng, pathology, st, cues, shapes, view_scale=scale,
+                           caliper_prob=job['caliper_prob'], case_no=pid)
+        name = f'{patient}-{vname}'
+        rel = f'{pathology}/{name}.png'
+        _atomic_png(os.path.join(job['out_root'], rel), case.image)
+        mask_list = case.masks or [np.zeros_like(case.image)]   # normal: empty mask
+        for k, m in enumerate(mask_list):
+            suffix = '_mask' if k == 0 else f'_mask_{k}'
+            _atomic_png(os.path.join(job['out_root'], pathology, name + suffix + '.png'), m)
+        meta = {'image': rel, 'pathology': pathology, 'patient': patient, 'style': job['style'],
+                'difficulty': job['difficulty'], 'width': case.image.shape[1],
+                'height': case.image.shape[0],
+                'boxes': ';'.join(' '.join(map(str, b)) for b in case.boxes),
+                'calipers': int(case.meta['calipers'])}
+        for n in CUE_NAMES:
+            meta[n] = round(getattr(cues[0], n), 4) if cues else ''
+        out.append(((rel, pathology, patient), meta))
+    return out
 
 
 def _write_csv(path, header, rows):

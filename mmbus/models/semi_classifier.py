@@ -57,7 +57,8 @@ class SemiClassifier(BaseClassifier):
         consistency_weight (float): ``w_max``, the weight after ramp-up.
         rampup_iters (int): ``T`` of the sigmoid ramp-up, in iterations.
             0 disables the ramp-up.
-        consistency_on (str): ``'unlabelled'`` (default) or ``'all'``.
+        consistency_on (str): ``'unlabelled'`` (default) or ``'all'``; the
+            teacher only runs on these samples.
         teacher_train_mode (bool): Run the teacher in train mode during
             training (dropout and batch-norm batch statistics, as the original
             implementation does). ``False`` runs it in eval mode.
@@ -196,7 +197,6 @@ class SemiClassifier(BaseClassifier):
 
         student_in, teacher_in = self._views(inputs)
         s_logits = self.student(student_in, mode='tensor')
-        t_logits = self._teacher_logits(teacher_in)
 
         # Supervised term over the labelled samples; a batch without labels
         # gives 0 * (sum of CE) so the graph still covers all parameters.
@@ -210,21 +210,32 @@ class SemiClassifier(BaseClassifier):
             sup = (F.cross_entropy(s_logits, target, reduction='none') *
                    lab_w).sum() / n_lab
 
-        # Consistency term: gradient flows through the student only.
-        log_p_s = F.log_softmax(s_logits, dim=1)
-        p_t = F.softmax(t_logits, dim=1)
-        if self.consistency == 'mse':
-            per_sample = ((log_p_s.exp() - p_t)**2).mean(dim=1)
+        # Consistency term: gradient flows through the student only. The
+        # teacher only runs on the samples the term uses (the unlabelled
+        # half by default), which saves half of its forward cost.
+        if self.consistency_on == 'unlabelled':
+            keep = torch.nonzero(~labelled).squeeze(1)
         else:
-            per_sample = (p_t * (torch.log(p_t.clamp(min=1e-12)) -
-                                 log_p_s)).sum(dim=1)
-        cons_w = (1.0 - lab_w) if self.consistency_on == 'unlabelled' \
-            else torch.ones_like(lab_w)
-        cons = (per_sample * cons_w).sum() / cons_w.sum().clamp(min=1.0)
+            keep = torch.arange(labels.numel(), device=inputs.device)
         w = self.consistency_weight_at()
-
-        with torch.no_grad():
-            agree = (s_logits.argmax(1) == t_logits.argmax(1)).float().mean()
+        if keep.numel() == 0:
+            cons = s_logits.sum() * 0.0  # keeps the graph DDP-safe
+            agree = s_logits.new_zeros(())
+        else:
+            t_logits = self._teacher_logits(teacher_in[keep])
+            s_kept = s_logits[keep]
+            log_p_s = F.log_softmax(s_kept, dim=1)
+            p_t = F.softmax(t_logits, dim=1)
+            if self.consistency == 'mse':
+                per_sample = ((log_p_s.exp() - p_t)**2).mean(dim=1)
+            else:
+                per_sample = (p_t * (torch.log(p_t.clamp(min=1e-12)) -
+                                     log_p_s)).sum(dim=1)
+            # zero-weight the term in the graph rather than dropping it
+            cons = per_sample.mean() + s_logits.sum() * 0.0
+            with torch.no_grad():
+                agree = (s_kept.argmax(1) == t_logits.argmax(1)).float(
+                ).mean()
         return dict(
             sup_loss_cls=sup,
             unsup_loss_consistency=cons * w,

@@ -64,7 +64,8 @@ def vgg_layer_tensors(state_dict: Dict[str, torch.Tensor]) -> Tuple[str, List[di
     """
     mmpre = re.compile(r'^(?:backbone\.)?features\.(\d+)\.conv\.(weight|bias)$')
     mmpre_bn = re.compile(r'^(?:backbone\.)?features\.(\d+)\.bn\.(\w+)$')
-    tv = re.compile(r'^features\.(\d+)\.(weight|bias|running_mean|running_var|num_batches_tracked)$')
+    tv = re.compile(
+        r'^features\.(\d+)\.(weight|bias|running_mean|running_var|num_batches_tracked)$')
     fc = re.compile(r'^(?:backbone\.)?classifier\.(\d+)\.(weight|bias)$')
     if any(mmpre.match(k) for k in state_dict):
         layout = 'mmpretrain'

@@ -186,3 +186,40 @@ def test_cli_ground_truth_all_splits(tmp_path):
         assert len(d) == 2
         assert d[1]['bbox'] == [27, 2, 53, 48]
     assert 'test_external' in res.stdout
+
+
+def test_cli_with_detector(tiny_detector, tmp_path):
+    """Detector boxes for extended_train/test, ground truth for basic_train
+    (default --gt-splits); a score threshold nothing passes lists every
+    image as missed."""
+    det_cfg, det_ckpt = tiny_detector
+    root = str(tmp_path / 'ds')
+    ann = _make_dataset(root, [('a.png', 'benign', [10, 10, 20, 20], {}),
+                               ('b.png', 'malignant', [30, 5, 20, 40], {})])
+    for split in ('basic_train', 'extended_train', 'test'):
+        (tmp_path / 'ds' / 'annotations' / f'{split}.json').write_text(
+            open(ann).read())
+    crops = tmp_path / 'crops'
+    base = [sys.executable, osp.join(REPO, 'tools/extract_crops.py'), root,
+            '--det-config', det_cfg, '--det-checkpoint', det_ckpt,
+            '--out-dir', str(crops), '--no-progress']
+    res = subprocess.run(base + ['--splits', 'basic_train', 'extended_train',
+                                 '--score-thr', '0'],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    gt = json.load(open(crops / 'basic_train.json'))
+    det = json.load(open(crops / 'extended_train.json'))
+    assert gt['metainfo']['box_source'] == 'ground_truth'
+    assert det['metainfo']['box_source'] == 'detector'
+    assert [d['det_score'] for d in gt['data_list']] == [1.0, 1.0]
+    assert len(det['data_list']) == 2  # one (top) box per image
+    for d in det['data_list']:
+        assert 0 <= d['det_score'] <= 1 and d['gt_label'] == -1
+        x1, y1, x2, y2 = d['bbox']
+        assert 0 <= x1 < x2 <= 80 and 0 <= y1 < y2 <= 60
+    res = subprocess.run(base + ['--splits', 'test', '--score-thr', '1.01'],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    missed = json.load(open(crops / 'test_missed.json'))
+    assert [m['file_name'] for m in missed] == ['a.png', 'b.png']
+    assert json.load(open(crops / 'test.json'))['data_list'] == []

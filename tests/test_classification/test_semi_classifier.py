@@ -234,3 +234,32 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match='data sample'):
         model.loss(torch.zeros(2, 1, 16, 16), None)
     assert isinstance(model, SemiClassifier)
+
+
+@pytest.mark.parametrize('on,expected', [('unlabelled', 3), ('all', 5)])
+def test_teacher_runs_only_on_consistency_samples(on, expected):
+    model = tiny_semi(consistency_on=on)
+    model.train()
+    seen = []
+    model.teacher.backbone.register_forward_hook(
+        lambda mod, inp, out: seen.append(inp[0].shape[0]))
+    x, ds = batch([0, 1, -1, -1, -1])
+    model.loss(x, ds)
+    assert seen == [expected]
+
+
+def test_load_from_supervised_checkpoint_file(tmp_path):
+    """``load_from`` path: mmengine's load_checkpoint on a plain
+    ImageClassifier checkpoint fills student and teacher."""
+    from mmengine.runner.checkpoint import load_checkpoint, save_checkpoint
+    sup = MODELS.build(dict(
+        type='ImageClassifier',
+        backbone=dict(type='MTConvNet', in_channels=1, widen_factor=1 / 16),
+        head=dict(type='LinearClsHead', num_classes=2, in_channels=8)))
+    with torch.no_grad():
+        sup.head.fc.weight.fill_(0.5)
+    save_checkpoint({'state_dict': sup.state_dict()}, str(tmp_path / 's.pth'))
+    model = tiny_semi()
+    load_checkpoint(model, str(tmp_path / 's.pth'), strict=True)
+    assert torch.all(model.student.head.fc.weight == 0.5)
+    assert torch.all(model.teacher.head.fc.weight == 0.5)

@@ -99,7 +99,9 @@ def test_lenient_skips_exactly_the_faulty_images(tmp_path):
     coco = json.loads((out / 'annotations' / 'all.json').read_text())
     assert sorted(im['file_name'] for im in coco['images']) == ['benign/good1.png',
                                                               'malignant/good2.png']
-    assert s['conversion']['images_skipped'] == 5   # corrupt, trunc, nomask, empty, size
+    # corrupt, trunc, nomask, empty, size + suspicious/x.png (rejected by the folder scan)
+    assert s['conversion']['images_skipped'] == 6
+    assert s['conversion']['images_found'] == 8
     report = json.loads((out / 'annotations' / 'conversion_report.json').read_text())
     assert {p['path'] for p in report['problems'] if p['level'] == 'error'} == \
         set(EXPECTED_ERRORS)

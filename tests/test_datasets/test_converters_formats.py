@@ -247,3 +247,20 @@ def test_convert_and_split_no_split_writes_all_only(tmp_path):
     assert s['all']['total'] == 3
     assert sorted(os.listdir(tmp_path / 'o' / 'annotations')) == ['all.json',
                                                                   'conversion_report.json']
+
+
+def test_cli_runs_as_script_without_loading_torch(tmp_path):
+    """As a script the CLI skips mmbus/__init__ (fast start-up) and still converts."""
+    import subprocess
+    make_busi(tmp_path / 'ds')
+    script = str(REPO / 'tools' / 'dataset_converters' / 'bus_to_coco.py')
+    r = subprocess.run([sys.executable, '-X', 'importtime', script, '--format', 'busi',
+                        str(tmp_path / 'ds'), '--out-dir', str(tmp_path / 'out'),
+                        '--split', 'none'], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1].startswith('[mmbus] busi: 3 images')
+    imported = {line.rsplit('|', 1)[-1].strip() for line in r.stderr.splitlines()
+                if line.startswith('import time:')}
+    assert 'mmbus.datasets.converters' in imported
+    assert 'torch' not in imported and 'mmdet' not in imported
+    assert (tmp_path / 'out' / 'annotations' / 'all.json').is_file()

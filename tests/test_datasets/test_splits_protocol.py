@@ -1,7 +1,6 @@
 """The paper's split protocol: stratified, patient-grouped, seeded; duplicates kept together."""
 import json
 from collections import Counter, defaultdict
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -72,7 +71,8 @@ def test_count_split_with_rest_and_balanced():
     counts = parse_split_spec('basic_train=40,val=10,test=60,extended_train=rest')
     res = split_dataset(coco, counts=counts, balanced=('basic_train', 'val'), seed=5)
     c = Counter((res.assignment[im['id']], im['pathology']) for im in coco['images'])
-    assert abs(c['basic_train', 'benign'] - 20) <= 2 and abs(c['basic_train', 'malignant'] - 20) <= 2
+    assert abs(c['basic_train', 'benign'] - 20) <= 2
+    assert abs(c['basic_train', 'malignant'] - 20) <= 2
     assert abs(c['val', 'benign'] - 5) <= 2 and abs(c['val', 'malignant'] - 5) <= 2
     n_mal = sum(im['pathology'] == 'malignant' for im in coco['images'])
     assert abs(c['test', 'malignant'] - 60 * n_mal / len(coco['images'])) <= 2
@@ -199,3 +199,40 @@ def test_find_duplicates_threshold_disables_near():
             'pixel_sha1': 'y'}]
     assert len(find_duplicates(ims, threshold=1)) == 1
     assert find_duplicates(ims, threshold=-1) == []
+
+
+def test_fold_mode_uses_dataset_folds():
+    coco = fake_coco(120)
+    fold_of_patient = {}
+    for im in coco['images']:
+        im['fold5'] = fold_of_patient.setdefault(im['patient_id'], len(fold_of_patient) % 5 + 1)
+    res = split_dataset(coco, test_fold=2, seed=0)
+    test_ids = {i for i, s in res.assignment.items() if s == 'test'}
+    assert test_ids == {im['id'] for im in coco['images'] if im['fold5'] == 2}
+    assert res.mode == 'fold5=2 as test'
+    rest = len(coco['images']) - len(test_ids)
+    n_basic = sum(s == 'basic_train' for s in res.assignment.values())
+    assert abs(n_basic - rest * 0.12 / 0.80) <= 2          # ratios renormalised without test
+    with pytest.raises(ValueError, match='fold10'):
+        split_dataset(coco, test_fold=1, fold_key='fold10')
+
+
+def test_split_cli_resplits_existing_file(tmp_path, capsys):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'tools' / 'dataset_converters'))
+    import split_coco
+    coco = fake_coco(60)
+    src = tmp_path / 'in.json'
+    for im in coco['images']:
+        im['split'], im['label_hidden'] = 'extended_train', True   # stale marks
+    src.write_text(json.dumps(coco))
+    assert split_coco.main([str(src), '--out-dir', str(tmp_path / 'o'), '--seed', '1']) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith('[mmbus] split: 80 images')
+    test = json.loads((tmp_path / 'o' / 'annotations' / 'test.json').read_text())
+    assert test['images'] and not any(im.get('label_hidden') for im in test['images'])
+    bad = dict(coco, images=[dict(coco['images'][0], pathology='unsure')] + coco['images'][1:])
+    src.write_text(json.dumps(bad))
+    assert split_coco.main([str(src), '--out-dir', str(tmp_path / 'o2')]) == 1
+    assert 'unknown pathology label "unsure"' in capsys.readouterr().err
+    assert not (tmp_path / 'o2').exists()

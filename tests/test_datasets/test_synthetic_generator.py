@@ -70,6 +70,15 @@ def test_deterministic_and_seed_dependent(tmp_path):
     assert digest(tmp_path / 'a1') != digest(tmp_path / 'a3')
 
 
+def test_process_pool_gives_identical_files(tmp_path):
+    kw = dict(n_images=50, seed=4, progress=False)   # >= 32 patients -> pool is used
+    make_synthetic_dataset(str(tmp_path / 'w1'), workers=1, **kw)
+    make_synthetic_dataset(str(tmp_path / 'w2'), workers=2, **kw)
+    assert digest(tmp_path / 'w1') == digest(tmp_path / 'w2')
+    assert (tmp_path / 'w1' / 'synthetic_meta.csv').read_text() == \
+        (tmp_path / 'w2' / 'synthetic_meta.csv').read_text()
+
+
 def test_style_b_differs(tmp_path):
     s = make_synthetic_dataset(str(tmp_path), n_images=4, style='b', progress=False)
     assert s['style'] == 'b'
@@ -89,7 +98,7 @@ def _mean_cues(malignant, difficulty, n=3000):
 
 def test_difficulty_controls_class_overlap():
     """Ideal-observer AUC on the summed latent cues follows Phi(D/sqrt2)."""
-    from math import erf, sqrt
+    from math import erf
 
     def auc(pos, neg):
         scores = np.r_[pos, neg]
@@ -134,6 +143,12 @@ def test_synthetic_converts_and_loads_in_mmdet(tmp_path):
     root = tmp_path / 'hospital_a'
     assert make_synthetic_bus.main([str(root), '-n', '40', '--seed', '0', '--no-progress']) == 0
     assert make_synthetic_bus.main([str(root), '-n', '40']) == 2   # refuses to mix datasets
+    (root / 'keep.txt').write_text('user file')
+    assert make_synthetic_bus.main([str(root), '-n', '10', '--seed', '9', '--overwrite',
+                                    '--no-progress']) == 0
+    assert len(list(root.rglob('*-?.png'))) == 10 and (root / 'keep.txt').exists()
+    assert make_synthetic_bus.main([str(root), '-n', '40', '--seed', '0', '--overwrite',
+                                    '--no-progress']) == 0
     summary = convert_and_split('busi', str(root), str(root), workers=1, verbose=False)
     assert summary['all']['total'] == 40
     assert summary['patients_spanning_splits'] == 0
@@ -157,3 +172,29 @@ def test_synthetic_converts_and_loads_in_mmdet(tmp_path):
         t = np.asarray(getattr(b, 'tensor', b))
         assert (t[:, 0] >= 0).all() and (t[:, 2] <= w).all() and (t[:, 3] <= h).all()
     assert n_boxes == len(ann['annotations'])
+
+
+def test_cli_convert_external_test(tmp_path, capsys):
+    sys.path.insert(0, str(REPO / 'tools' / 'dataset_converters'))
+    import make_synthetic_bus
+    root = tmp_path / 'hospital_b'
+    assert make_synthetic_bus.main([str(root), '-n', '12', '--style', 'b', '--seed', '1',
+                                    '--convert', 'external-test', '--no-progress']) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1].startswith('[mmbus] busi: 12 images')
+    test = json.loads((root / 'annotations' / 'test.json').read_text())
+    assert len(test['images']) == 12
+    assert {im['source'] for im in test['images']} == {'hospital_b'}
+    assert not (root / 'annotations' / 'basic_train.json').exists()
+
+
+def test_progress_lines_when_not_a_terminal():
+    import io
+    from mmbus.datasets.converters.common import Progress
+    buf = io.StringIO()
+    bar = Progress(20, label='x', stream=buf)
+    for _ in range(20):
+        bar.update()
+    bar.close()
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 10 and lines[0].startswith('x: 2/20') and lines[-1].startswith('x: 20/20')

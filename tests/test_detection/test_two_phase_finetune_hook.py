@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 from mmengine.hooks import Hook
-from mmengine.model import BaseModel
+from mmengine.model import BaseModel, is_model_wrapper
 from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
@@ -48,14 +48,18 @@ class Recorder(Hook):
         self.requires_grad = {}
         self.bn_training = {}
 
+    @staticmethod
+    def _model(runner):
+        return runner.model.module if is_model_wrapper(runner.model) else runner.model
+
     def before_train_iter(self, runner, batch_idx, data_batch=None):
-        model = runner.model
+        model = self._model(runner)
         self.requires_grad[runner.iter] = all(p.requires_grad
                                               for p in model.backbone.parameters())
         self.bn_training[runner.iter] = model.backbone[1].training
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        self.states[runner.iter + 1] = copy.deepcopy(runner.model.state_dict())
+        self.states[runner.iter + 1] = copy.deepcopy(self._model(runner).state_dict())
 
 
 def make_runner(work_dir, max_iters, freeze_iters, method, resume=False, ckpt_interval=100,
@@ -169,3 +173,65 @@ def test_auto_uses_restore_under_a_model_wrapper():
         model = object.__new__(MMDistributedDataParallel)
 
     assert hook._resolve_method(FakeWrapped) == 'restore'
+
+
+def _ddp_worker(rank, world_size, port, work_dir, n):
+    import os
+    import torch.distributed as dist
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    dist.init_process_group('gloo', rank=rank, world_size=world_size)
+    recorder = Recorder()
+    runner = Runner(
+        model=ToyDetector(),
+        work_dir=work_dir,
+        experiment_name=f'ddp_{rank}',
+        train_dataloader=dict(dataset=ToyData(), sampler=dict(type='DefaultSampler',
+                                                              shuffle=True),
+                              batch_size=2, num_workers=0,
+                              collate_fn=dict(type='default_collate')),
+        train_cfg=dict(by_epoch=False, max_iters=n + 1),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9,
+                                          weight_decay=0.1)),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', by_epoch=False,
+                                           interval=100, save_last=False),
+                           logger=dict(type='LoggerHook', interval=100)),
+        # method 'auto' must pick 'restore' because the model is DDP-wrapped; DDP with
+        # find_unused_parameters=False would fail at iteration 2 if requires_grad changed.
+        custom_hooks=[dict(type='TwoPhaseFineTuneHook', freeze_iters=n), recorder],
+        cfg=dict(model_wrapper_cfg=dict(type='MMDistributedDataParallel', device_ids=None,
+                                        find_unused_parameters=False)),
+        launcher='pytorch',
+        default_scope='mmdet',
+        randomness=dict(seed=0),
+        env_cfg=dict(dist_cfg=dict(backend='gloo')),
+        log_level='WARNING')
+    start = {k: v.clone() for k, v in runner.model.module.state_dict().items()}
+    runner.train()
+    torch.save(dict(start=start, states=recorder.states), os.path.join(work_dir, f'rank{rank}.pt'))
+    dist.destroy_process_group()
+
+
+def test_ddp_two_processes_restore_method(tmp_path):
+    import socket
+    import torch.multiprocessing as mp
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    n = 2
+    mp.start_processes(_ddp_worker, args=(2, port, str(tmp_path), n), nprocs=2,
+                       start_method='fork')
+    r0 = torch.load(tmp_path / 'rank0.pt', weights_only=False)
+    r1 = torch.load(tmp_path / 'rank1.pt', weights_only=False)
+    for it in range(1, n + 1):
+        assert backbone_equal(r0['states'][it], r0['start'])
+        assert not head_equal(r0['states'][it], r0['start'])
+    assert not backbone_equal(r0['states'][n + 1], r0['start'])
+    # parameters identical on both ranks at every iteration (BN running statistics are
+    # per-rank in DDP without SyncBN and are only broadcast from rank 0 at the next forward)
+    for it in range(1, n + 2):
+        for k, v in r0['states'][it].items():
+            if 'running_' in k or 'num_batches' in k:
+                continue
+            assert torch.equal(v, r1['states'][it][k]), (it, k)

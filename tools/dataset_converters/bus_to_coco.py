@@ -24,6 +24,10 @@ import os
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
+if __name__ == '__main__':   # fast start-up: skip mmbus/__init__ (torch, mmdet, ...)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import _light_import
+    _light_import.install()
 
 from mmbus.datasets.converters import (ConversionError, FORMATS,  # noqa: E402
                                        convert_and_split, parse_split_spec)
@@ -61,6 +65,11 @@ def parse_args(argv=None):
     g.add_argument('--seed', type=int, default=0)
     g.add_argument('--external-test', action='store_true',
                    help='the whole dataset becomes annotations/test.json')
+    g.add_argument('--test-fold', type=int, default=None,
+                   help="use the dataset's own CV folds (BUS-BRA kFold): this fold is the test "
+                        'set, the other splits come from the rest by --ratios')
+    g.add_argument('--fold-key', default='fold5', choices=('fold5', 'fold10'),
+                   help='which BUS-BRA fold file --test-fold refers to')
     g.add_argument('--dup-threshold', type=int, default=10,
                    help='near-duplicate dHash Hamming threshold in bits (of 256); -1: exact only')
     f = p.add_argument_group('format options (generic / boxes-csv / busbra)')
@@ -106,6 +115,7 @@ def main(argv=None) -> int:
         convert_and_split(
             args.format, args.root, args.out_dir, split=args.split != 'none', ratios=ratios,
             counts=counts, seed=args.seed, balanced=balanced, external_test=args.external_test,
+            test_fold=args.test_fold, fold_key=args.fold_key,
             dup_threshold=args.dup_threshold, lenient=args.lenient,
             one_box_per_region=args.one_box_per_region, min_region_area=args.min_region_area,
             include_normal=args.include_normal, source=args.source, workers=args.workers,

@@ -5,7 +5,9 @@
   8-connected region of each mask;
 * ``normal`` images carry no box and are excluded unless ``include_normal``;
 * BUSI has no patient ids: the patient id is the image name without extension (e.g.
-  ``"benign (1)"``), so every image is its own patient. When ``ROOT/patients.csv`` (columns
+  ``"benign (1)"``), so every image is its own patient (two images with the same name in
+  different folders share a patient id, i.e. stay together: the safe side). When
+  ``ROOT/patients.csv`` (columns
   ``image, patient``; ``image`` = path relative to ROOT, file name or name without extension)
   exists, its patient ids are used instead (the synthetic generator writes one).
 """

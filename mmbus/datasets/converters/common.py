@@ -187,8 +187,9 @@ def read_image(path: str) -> DecodedImage:
 def read_mask(path: str) -> np.ndarray:
     """Decode a lesion mask to a boolean HxW array (any non-zero pixel is lesion).
 
-    RGB masks count a pixel as lesion when any channel is non-zero; raises ``ValueError``
-    for unreadable files.
+    RGB masks count a pixel as lesion when any channel is non-zero; JPEG masks use > 127
+    (compression ringing around the edge is not lesion); raises ``ValueError`` for
+    unreadable files.
     """
     try:
         with Image.open(path) as im:
@@ -200,6 +201,8 @@ def read_mask(path: str) -> np.ndarray:
         if arr.shape[2] in (2, 4):  # ignore alpha
             arr = arr[..., :-1]
         arr = arr.max(axis=2)
+    if os.path.splitext(path)[1].lower() in ('.jpg', '.jpeg') and arr.dtype == np.uint8:
+        return arr > 127   # lossy masks: compression ringing is not lesion
     return arr > 0
 
 

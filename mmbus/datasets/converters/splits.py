@@ -119,12 +119,16 @@ def _targets(class_totals: Dict[str, int], ratios=None, counts=None,
 def split_dataset(coco: dict, ratios: Optional[Dict[str, float]] = None,
                   counts: Optional[Dict[str, Optional[float]]] = None, seed: int = 0,
                   dup_threshold: int = DEFAULT_THRESHOLD, balanced: Sequence[str] = (),
-                  external_test: bool = False) -> SplitResult:
+                  external_test: bool = False, test_fold: Optional[int] = None,
+                  fold_key: str = 'fold5') -> SplitResult:
     """Assign every image of ``coco`` to one split (see module doc).
 
     ``ratios`` (default :data:`DEFAULT_RATIOS`) or ``counts`` (images per split, ``None`` =
     the rest) set the sizes; ``dup_threshold`` is the dHash Hamming threshold in bits
     (negative: exact duplicates only); ``external_test`` puts the whole dataset in ``test``.
+    ``test_fold`` uses a dataset's own cross-validation folds (BUS-BRA's ``kFold`` columns,
+    stored as image key ``fold_key``): test = that fold (plus any group touching it), the
+    other splits are drawn from the rest with ``ratios`` (its ``test`` entry is ignored).
     """
     images = coco['images']
     duplicates = find_duplicates(images, dup_threshold)
@@ -135,21 +139,43 @@ def split_dataset(coco: dict, ratios: Optional[Dict[str, float]] = None,
     if ratios is None and counts is None:
         ratios = dict(DEFAULT_RATIOS)
     by_id = {im['id']: im for im in images}
-    class_totals = Counter(im['pathology'] for im in images)
+    assignment: Dict[int, str] = {}
+    mode = 'counts' if counts is not None else 'ratios'
+    if test_fold is not None:
+        if counts is not None:
+            raise ValueError('test_fold works with ratios, not counts')
+        if not any(fold_key in im for im in images):
+            raise ValueError(f'no image carries "{fold_key}" (fold CSV missing?)')
+        rest_groups = []
+        for g in groups:
+            if any(by_id[i].get(fold_key) == test_fold for i in g):
+                assignment.update({i: 'test' for i in g})
+            else:
+                rest_groups.append(g)
+        if not assignment:
+            raise ValueError(f'fold {test_fold} is empty')
+        groups_to_place = rest_groups
+        ratios = {k: v for k, v in ratios.items() if k != 'test'}
+        mode = f'{fold_key}={test_fold} as test'
+    else:
+        groups_to_place = groups
+    placed = [by_id[i] for g in groups_to_place for i in g]
+    class_totals = Counter(im['pathology'] for im in placed)
     targets = _targets(class_totals, ratios, counts, balanced)
 
     # deterministic order independent of input order: sort by file name, then seeded shuffle
-    groups_sorted = sorted(groups, key=lambda g: min(by_id[i]['file_name'] for i in g))
+    groups_sorted = sorted(groups_to_place, key=lambda g: min(by_id[i]['file_name'] for i in g))
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(groups_sorted))
     order = sorted(range(len(groups_sorted)), key=lambda k: (-len(groups_sorted[perm[k]]), k))
     current = {s: defaultdict(float) for s in SPLITS}
-    assignment: Dict[int, str] = {}
+    # splits with a zero target (e.g. test in fold mode, or val=0) never receive a group
+    candidates = [s for s in SPLITS if sum(targets[s].values()) > 0] or ['extended_train']
     for k in order:
         group = groups_sorted[perm[k]]
         gcount = Counter(by_id[i]['pathology'] for i in group)
         best, best_score = None, None
-        for s in SPLITS:
+        for s in candidates:
             score = sum(n * (targets[s].get(c, 0.0) - current[s][c]) for c, n in gcount.items())
             if best_score is None or score > best_score + 1e-9:
                 best, best_score = s, score
@@ -157,8 +183,7 @@ def split_dataset(coco: dict, ratios: Optional[Dict[str, float]] = None,
             current[best][c] += n
         for i in group:
             assignment[i] = best
-    return SplitResult(assignment, duplicates, groups, targets, seed,
-                       'counts' if counts is not None else 'ratios')
+    return SplitResult(assignment, duplicates, groups, targets, seed, mode)
 
 
 def summarise(coco: dict, result: SplitResult) -> dict:
