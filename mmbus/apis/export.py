@@ -15,10 +15,6 @@ from typing import Optional, Tuple
 import torch
 from mmengine.config import Config, ConfigDict
 
-#: keys of a SemiClassifier config that are not part of the plain classifier.
-_SEMI_ONLY_KEYS = ('type', 'student', 'teacher', 'semi_train_cfg',
-                   'semi_test_cfg', 'unsup_weight', 'consistency_weight',
-                   'consistency', 'noise_std', 'train_cfg', 'test_cfg')
 #: keys that an ImageClassifier accepts.
 _CLASSIFIER_KEYS = ('backbone', 'neck', 'head', 'pretrained', 'train_cfg',
                     'data_preprocessor', 'init_cfg')

@@ -18,7 +18,7 @@ import io
 import os
 import os.path as osp
 import tempfile
-from typing import Iterable, List, Optional, Sequence, Union
+from typing import Iterable, List, Sequence, Union
 
 import mmcv
 import numpy as np
@@ -84,11 +84,17 @@ class BUSInferencer:
         self.boxes = DetectorBoxes(self.detector, score_thr, keep)
         # each library's transforms are looked up in its own scope
         with DefaultScope.overwrite_default_scope('mmpretrain'):
-            model, _ = load_plain_classifier(cls_config, cls_checkpoint,
-                                             device)
+            model, pcfg = load_plain_classifier(cls_config, cls_checkpoint,
+                                                device)
             model._dataset_meta = dict(classes=list(CLASSES))
             self.classifier = ImageClassificationInferencer(
                 model, device=device)
+        # the classifier's loader decides the crop's colour: crops are
+        # handed over in memory, so mimic LoadImageFromFile(color_type)
+        loader = [t for t in pcfg.test_dataloader.dataset.pipeline
+                  if 'LoadImageFromFile' in str(t.get('type'))]
+        self.grayscale = bool(loader) and loader[0].get(
+            'color_type', 'color') in ('grayscale', 'unchanged_grayscale')
         self.margin = margin
         self.relative_margin = relative_margin
         self.malignancy_thr = malignancy_thr
@@ -97,6 +103,8 @@ class BUSInferencer:
         """Malignancy probability (softmax score of class 1) per BGR crop."""
         if not crops:
             return []
+        if self.grayscale:
+            crops = [mmcv.bgr2gray(c) if c.ndim == 3 else c for c in crops]
         results = self.classifier(crops, batch_size=max(1, len(crops)))
         return [float(r['pred_scores'][1]) for r in results]
 

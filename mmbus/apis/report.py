@@ -445,7 +445,17 @@ def make_report(study) -> dict:
     for c in cmds:
         md.append(f"# {c['stage']} ({(c['wall_s'] or 0):.0f} s)")
         md.append(' '.join(shlex.quote(x) for x in c['cmd']))
-    md += ['```\n', '## Versions\n',
+    md += ['```\n', '## Using the trained models\n',
+           'Mean teacher exported as a plain mmpretrain classifier: '
+           f"`{osp.join(o.work_dir, 'export', 'teacher.pth')}` with "
+           f"`{osp.join(o.work_dir, 'export', 'teacher_config.py')}`. "
+           'Two-stage inference on new images:\n', '```bash',
+           'python tools/infer.py IMAGES_OR_FOLDER --det-config '
+           f"{osp.join(study.cfg_dir, 'detector.py')} --det-checkpoint "
+           f"{_safe_ckpt(study.det_work)} --cls-config "
+           f"{osp.join(o.work_dir, 'export', 'teacher_config.py')} "
+           f"--cls-checkpoint {osp.join(o.work_dir, 'export', 'teacher.pth')}"
+           ' --out-dir outputs/infer', '```\n', '## Versions\n',
            _md_table(['package', 'version'],
                      [[k, v] for k, v in rep['environment'].items()]), '']
     md_path = osp.join(out_dir, 'report.md')
@@ -457,6 +467,14 @@ def make_report(study) -> dict:
                      default=_json_default)
     print(f'report written to {md_path}')
     return rep
+
+
+def _safe_ckpt(work_dir: str) -> str:
+    from .pipeline import checkpoint_of
+    try:
+        return checkpoint_of(work_dir)
+    except FileNotFoundError:
+        return osp.join(work_dir, 'CHECKPOINT.pth')
 
 
 def _json_default(o):

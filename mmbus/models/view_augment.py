@@ -8,6 +8,9 @@ doubling data loading.
 
 Augmentations (all per sample, on normalised inputs):
 
+* random translation by up to ``translate`` pixels in x and y (edges
+  replicated at the border; the original mean teacher shifts by 2 px;
+  off by default);
 * horizontal flip with probability ``flip_prob``; never vertical: nodule
   orientation ("taller than wide") is diagnostic;
 * brightness: add a uniform offset in ``[-brightness, brightness]``;
@@ -26,6 +29,7 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmpretrain.registry import BATCH_AUGMENTS, MODELS
 
 
@@ -39,16 +43,19 @@ class BatchViewAugment(nn.Module):
         brightness (float): Max absolute additive brightness offset.
         contrast (float): Max relative contrast change (0 = off).
         noise_std (float): Std of the additive Gaussian input noise.
+        translate (int): Max random shift in pixels (0 = off).
     """
 
     def __init__(self,
                  flip_prob: float = 0.5,
                  brightness: float = 0.2,
                  contrast: float = 0.0,
-                 noise_std: float = 0.15):
+                 noise_std: float = 0.15,
+                 translate: int = 0):
         super().__init__()
         for name, v in dict(flip_prob=flip_prob, brightness=brightness,
-                            contrast=contrast, noise_std=noise_std).items():
+                            contrast=contrast, noise_std=noise_std,
+                            translate=translate).items():
             if v < 0:
                 raise ValueError(f'{name} must be >= 0, got {v}')
         if flip_prob > 1:
@@ -57,11 +64,31 @@ class BatchViewAugment(nn.Module):
         self.brightness = brightness
         self.contrast = contrast
         self.noise_std = noise_std
+        self.translate = int(translate)
+
+    def _translate(self, x: torch.Tensor) -> torch.Tensor:
+        # integer shifts: pad by t, then take a per-sample window of the
+        # original size (one gather, no interpolation)
+        t = self.translate
+        b, c, h, w = x.shape
+        padded = F.pad(x, (t, t, t, t), mode='replicate')
+        dy = torch.randint(0, 2 * t + 1, (b, 1, 1), device=x.device)
+        dx = torch.randint(0, 2 * t + 1, (b, 1, 1), device=x.device)
+        rows = (torch.arange(h, device=x.device).view(1, h, 1) + dy).expand(
+            b, h, w)
+        cols = (torch.arange(w, device=x.device).view(1, 1, w) + dx).expand(
+            b, h, w)
+        flat = rows * (w + 2 * t) + cols  # (b, h, w) index into padded
+        out = padded.flatten(2).gather(
+            2, flat.view(b, 1, h * w).expand(b, c, h * w))
+        return out.view(b, c, h, w)
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """Return an augmented copy of the (B, C, H, W) batch ``x``."""
         b = x.size(0)
         shape = (b, 1, 1, 1)
+        if self.translate > 0:
+            x = self._translate(x)
         if self.flip_prob > 0:
             flip = torch.rand(shape, device=x.device) < self.flip_prob
             x = torch.where(flip, x.flip(-1), x)

@@ -1,6 +1,5 @@
 """Tiny detector / classifier configs with random weights, saved by the
 tests themselves (no downloads)."""
-import os.path as osp
 
 import pytest
 import torch
@@ -59,18 +58,20 @@ test_dataloader = dict(batch_size=1, dataset=dict(
 """
 
 TINY_CLS_MODEL = """
-dict(backbone=dict(type='MTConvNet', widen_factor=1 / 16, dropout=0.0),
+dict(backbone=dict(type='MTConvNet', in_channels=1, widen_factor=1 / 16,
+                   dropout=0.0),
      head=dict(type='LinearClsHead', num_classes=2, in_channels=8,
                loss=dict(type='CrossEntropyLoss')),
-     data_preprocessor=dict(mean=[127.5] * 3, std=[64.] * 3, to_rgb=True))
+     data_preprocessor=dict(mean=[127.5], std=[64.], to_rgb=False))
 """
 
 TINY_CLS_CFG = """
 default_scope = 'mmpretrain'
 custom_imports = dict(imports=['mmbus'], allow_failed_imports=False)
 model = dict(type='{model_type}', **{model})
+# grey crops, as the project's crop configs read them
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFile', color_type='grayscale'),
     dict(type='Resize', scale=(32, 32)),
     dict(type='PackInputs'),
 ]

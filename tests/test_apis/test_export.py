@@ -53,7 +53,7 @@ def test_export_matches_teacher_and_loads_in_stock_mmpretrain(
     assert 'custom_hooks' not in exported and 'optim_wrapper' not in exported
 
     rng = np.random.default_rng(0)
-    imgs = [rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    imgs = [rng.integers(0, 256, (40, 50), dtype=np.uint8)  # grey crops
             for _ in range(3)]
     plain = ImageClassificationInferencer(out_cfg, pretrained=out_ckpt)
     plain_scores = np.stack([r['pred_scores'] for r in plain(imgs)])

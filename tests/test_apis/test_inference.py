@@ -67,12 +67,13 @@ def test_two_stage_results(inferencer, image_dir, tiny_semi_classifier,
     assert n['label'] == ('malignant' if n['malignancy_prob'] >= 0.5
                           else 'benign')
     # the probability is the teacher's softmax(malignant) on exactly that crop
+    # (read grey, as the classifier config's loader says)
     img = mmcv.imread(ok['image'])
     cfg, ckpt, _ = tiny_semi_classifier
     # (init_detector left 'mmdet' as the global default scope)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         ref = ImageClassificationInferencer(cfg, pretrained=ckpt)(
-            [img[cy1:cy2, cx1:cx2]])[0]['pred_scores'][1]
+            [mmcv.bgr2gray(img[cy1:cy2, cx1:cx2])])[0]['pred_scores'][1]
     assert n['malignancy_prob'] == pytest.approx(float(ref), abs=1e-5)
 
     # outputs: every input image appears in the CSV

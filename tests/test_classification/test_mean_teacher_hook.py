@@ -118,6 +118,11 @@ def test_hook_bad_arguments():
         MeanTeacherHook(buffer_policy='ema')
     with pytest.raises(TypeError, match='student'):
         MeanTeacherHook().prepare(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match='teacher_train_mode'):
+        MeanTeacherHook(buffer_policy='skip').prepare(
+            tiny_model(teacher_train_mode=False))
+    MeanTeacherHook(buffer_policy='copy').prepare(
+        tiny_model(teacher_train_mode=False))
     model = tiny_model()
     next(model.teacher.parameters()).requires_grad_(True)
     with pytest.raises(ValueError, match='requires_grad'):

@@ -263,3 +263,23 @@ def test_load_from_supervised_checkpoint_file(tmp_path):
     load_checkpoint(model, str(tmp_path / 's.pth'), strict=True)
     assert torch.all(model.student.head.fc.weight == 0.5)
     assert torch.all(model.teacher.head.fc.weight == 0.5)
+
+
+def test_view_augment_translation_shifts_whole_pixels():
+    aug = BatchViewAugment(flip_prob=0, brightness=0, noise_std=0,
+                           translate=2)
+    x = torch.arange(64.).view(1, 1, 8, 8).repeat(32, 1, 1, 1)
+    y = aug(x)
+    seen = set()
+    for img in y:
+        # find the shift: the interior is the original image moved by (dy, dx)
+        for dy in range(-2, 3):
+            for dx in range(-2, 3):
+                ref = x[0, 0, max(0, -dy):8 - max(0, dy),
+                        max(0, -dx):8 - max(0, dx)]
+                got = img[0, max(0, dy):8 - max(0, -dy),
+                          max(0, dx):8 - max(0, -dx)]
+                if torch.equal(ref, got):
+                    seen.add((dy, dx))
+    assert len(seen) > 3 and all(abs(a) <= 2 and abs(b) <= 2
+                                 for a, b in seen)

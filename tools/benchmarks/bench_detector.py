@@ -6,8 +6,9 @@ Models (random weights: no checkpoint is downloaded):
   cpu_quick  configs/mmbus/faster_rcnn_vgg16_bus_cpu_quick.py (BN VGG16, 1024-d FCs, 64 RoIs)
   mmdet_r50  mmdet's configs/faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py, one class
 
-Every model runs in its own subprocess, so the peak resident memory (CPU: getrusage
-ru_maxrss of that process; GPU: torch.cuda.max_memory_allocated) belongs to it alone. Inputs
+Every model and phase (training, inference) runs in its own subprocess, so the peak memory
+(CPU: getrusage ru_maxrss of that process, which includes the Python/torch runtime and the
+model; GPU: torch.cuda.max_memory_allocated) belongs to that model and phase alone. Inputs
 are random grey images (3 equal channels) of --size HxW pixels with one random box each; a
 training step is forward + backward + SGD step; inference is test_step (RPN + RoI head + NMS).
 
@@ -93,6 +94,8 @@ def worker(args) -> dict:
         if device == 'cuda':
             torch.cuda.synchronize()
 
+    if args.phase == 'infer':
+        return _infer(args, model, device, sync, n_params)
     if device == 'cuda':
         torch.cuda.reset_peak_memory_stats()
     model.train()
@@ -106,8 +109,13 @@ def worker(args) -> dict:
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
     train_ips = args.batch_size * len(times) / sum(times)
-    train_mem = torch.cuda.max_memory_allocated() if device == 'cuda' else None
+    return dict(model=args.worker, device=device, params=n_params, train_ips=train_ips,
+                train_mem=_peak_memory(device))
 
+
+def _infer(args, model, device, sync, n_params) -> dict:
+    import torch
+    h, w = args.size
     model.eval()
     if device == 'cuda':
         torch.cuda.reset_peak_memory_stats()
@@ -121,15 +129,16 @@ def worker(args) -> dict:
             sync()
             if i >= args.warmup:
                 times.append(time.perf_counter() - t0)
-    infer_ips = len(times) / sum(times)
-    infer_mem = torch.cuda.max_memory_allocated() if device == 'cuda' else None
-    # ru_maxrss is in KiB on Linux; it is the peak of this process over both phases.
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return dict(model=args.worker, device=device, params=n_params, train_ips=train_ips,
-                infer_ips=infer_ips,
-                train_mem=train_mem if train_mem is not None else rss,
-                infer_mem=infer_mem if infer_mem is not None else rss,
-                mem_kind='cuda max allocated' if device == 'cuda' else 'peak RSS (whole run)')
+    return dict(model=args.worker, device=device, params=n_params,
+                infer_ips=len(times) / sum(times), infer_mem=_peak_memory(device))
+
+
+def _peak_memory(device: str) -> int:
+    """Bytes: CUDA peak allocation, or this process's peak RSS (ru_maxrss is KiB on Linux)."""
+    import torch
+    if device == 'cuda':
+        return int(torch.cuda.max_memory_allocated())
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def parse_size(text: str):
@@ -156,6 +165,7 @@ def main(argv=None):
     parser.add_argument('--threads', type=int, default=2, help='torch CPU threads')
     parser.add_argument('--cpu', action='store_true', help='stay on CPU even with a GPU')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
+    parser.add_argument('--phase', choices=('train', 'infer'), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if min(args.train_iters, args.infer_iters) < 1:
         parser.error('--train-iters and --infer-iters must be >= 1')
@@ -166,22 +176,27 @@ def main(argv=None):
 
     rows = []
     for name in args.models:
-        cmd = [sys.executable, osp.abspath(__file__), '--worker', name,
-               '--size', f'{args.size[0]}x{args.size[1]}', '--train-iters',
-               str(args.train_iters), '--infer-iters', str(args.infer_iters), '--warmup',
-               str(args.warmup), '--batch-size', str(args.batch_size), '--threads',
-               str(args.threads)] + (['--cpu'] if args.cpu else [])
-        print(f'[bench_detector] {name}: {args.warmup}+{args.train_iters} training steps, '
-              f'{args.warmup}+{args.infer_iters} inferences at {args.size[0]}x{args.size[1]} ...',
-              flush=True)
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True,
-                              env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
-        if proc.returncode != 0 or not lines:
-            sys.exit(f'[bench_detector] {name} failed:\n{proc.stderr[-3000:]}')
-        rows.append(json.loads(lines[-1][len('RESULT '):]))
-        print(f'[bench_detector] {name} done in {time.perf_counter() - t0:.0f} s', flush=True)
+        row = {}
+        for phase in ('train', 'infer'):
+            cmd = [sys.executable, osp.abspath(__file__), '--worker', name, '--phase', phase,
+                   '--size', f'{args.size[0]}x{args.size[1]}', '--train-iters',
+                   str(args.train_iters), '--infer-iters', str(args.infer_iters), '--warmup',
+                   str(args.warmup), '--batch-size', str(args.batch_size), '--threads',
+                   str(args.threads)] + (['--cpu'] if args.cpu else [])
+            steps = args.train_iters if phase == 'train' else args.infer_iters
+            print(f'[bench_detector] {name} {phase}: {args.warmup}+{steps} steps at '
+                  f'{args.size[0]}x{args.size[1]} px ...', flush=True)
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True,
+                                  env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
+            if proc.returncode != 0 or not lines:
+                sys.exit(f'[bench_detector] {name} {phase} failed:\n{proc.stderr[-3000:]}')
+            row.update(json.loads(lines[-1][len('RESULT '):]))
+            print(f'[bench_detector] {name} {phase} done in {time.perf_counter() - t0:.0f} s',
+                  flush=True)
+        row['mem_kind'] = 'cuda max allocated' if row['device'] == 'cuda' else 'peak RSS'
+        rows.append(row)
     print(format_table(rows, args))
 
 

@@ -106,6 +106,14 @@ class MeanTeacherHook(Hook):
             raise TypeError(f'MeanTeacherHook needs a model with `student` '
                             f'and `teacher` submodules, got '
                             f'{type(model).__name__}')
+        if self.buffer_policy == 'skip' and \
+                getattr(model, 'teacher_train_mode', True) is False:
+            # the teacher's BN statistics would never be updated
+            raise ValueError(
+                "buffer_policy='skip' keeps the teacher's own batch-norm "
+                'statistics, which only its train-mode forward passes '
+                'update; with teacher_train_mode=False use '
+                "buffer_policy='copy' or 'average'")
         if self.rampup_iters is None:
             self.rampup_iters = int(getattr(model, 'rampup_iters', 0))
         s_params = dict(model.student.named_parameters())
