@@ -1,8 +1,6 @@
 # Runtime for the mmbus detectors (mmdet scope, iteration-based logging/checkpoints).
 default_scope = 'mmdet'
-# mmbus.visualization holds BUSDetVisualizer (listed explicitly in case mmbus/__init__ does not
-# import it).
-custom_imports = dict(imports=['mmbus', 'mmbus.visualization'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmbus'], allow_failed_imports=False)
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
