@@ -34,9 +34,10 @@ import pickle
 
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
+
+from mmbus.utils.io import atomic_write, atomic_write_json
 
 #: The paper's Table 3 methods -> CPU-sized configs of the classifier developer.
 METHOD_CONFIGS = {
@@ -224,17 +225,7 @@ def short_schedule_ema(iters: int) -> dict:
 
 def write_config(cfg, path: str) -> str:
     """Dump ``cfg`` to ``path`` atomically; returns the path."""
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=osp.dirname(osp.abspath(path)),
-                               suffix='.py')
-    os.close(fd)
-    try:
-        cfg.dump(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, cfg.dump)
     return path
 
 
@@ -377,16 +368,7 @@ def plot_rocs(curves: Dict[str, Tuple[Sequence[float], Sequence[float]]],
 
 
 def _save_fig(fig, path: str) -> None:
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=osp.dirname(osp.abspath(path)),
-                               suffix='.png')
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format='png')
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format='png'))
 
 
 def _pct_ci(m: dict, name: str) -> str:
@@ -437,12 +419,7 @@ def check_targets(auc: Dict[str, float], tol_all: float = 0.02,
 
 def dump_json(obj, path: str) -> None:
     """Atomic JSON write."""
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=osp.dirname(osp.abspath(path)),
-                               suffix='.json')
-    with os.fdopen(fd, 'w') as f:
-        json.dump(obj, f, indent=2, default=float)
-    os.replace(tmp, path)
+    atomic_write_json(obj, path, indent=2, default=float)
 
 
 def python() -> str:

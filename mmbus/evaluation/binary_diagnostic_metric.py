@@ -30,7 +30,6 @@ import csv
 import math
 import os
 import os.path as osp
-import tempfile
 from statistics import NormalDist
 from typing import List, Optional, Sequence, Union
 
@@ -39,6 +38,8 @@ from mmengine.evaluator import BaseMetric
 from mmengine.fileio import load
 from mmengine.logging import MMLogger, print_log
 from mmpretrain.registry import METRICS
+
+from mmbus.utils.io import atomic_write
 
 _PATHOLOGY = {'benign': 0, 'malignant': 1}
 
@@ -126,22 +127,6 @@ def youden_threshold(scores: Sequence[float], labels: Sequence[int]) -> float:
     j = tpr - fpr
     j[0] = -np.inf  # t = inf predicts nothing malignant; not a usable cut
     return float(thresholds[int(np.argmax(j))])
-
-
-def _atomic_write(path: str, write_fn) -> None:
-    d = osp.dirname(osp.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    suffix = osp.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.',
-                               suffix='.tmp' + suffix, dir=d)
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _runner_log_dir() -> Optional[str]:
@@ -345,5 +330,5 @@ class BinaryDiagnosticMetric(BaseMetric):
             fig.savefig(tmp, format='png')
             plt.close(fig)
 
-        _atomic_write(csv_path, write_csv)
-        _atomic_write(png_path, write_png)
+        atomic_write(csv_path, write_csv)
+        atomic_write(png_path, write_png)

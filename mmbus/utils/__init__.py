@@ -1,2 +1,2 @@
 from .distributed import setup_distributed  # noqa: F401
-from .io import atomic_write_json  # noqa: F401
+from .io import atomic_write, atomic_write_json  # noqa: F401

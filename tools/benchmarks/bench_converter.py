@@ -6,8 +6,8 @@ the synthetic generator; prints images/s with ratios side by side.
     python tools/benchmarks/bench_converter.py --format busi --root data/bus_synthetic/hospital_a
     python tools/benchmarks/bench_converter.py --workers 1 2 4 --synthetic-images 300
 
-Without --root it uses BUS-BRA at ../shared/data/BUS-BRA/BUSBRA (or $MMBUS_BUSBRA), and falls
-back to a synthetic BUSI-layout dataset generated in a temporary folder.
+Without --root it uses BUS-BRA from $MMBUS_BUSBRA (the BUSBRA folder: Images/, Masks/, bus_data.csv)
+when set, and falls back to a synthetic BUSI-layout dataset generated in a temporary folder.
 """
 import argparse
 import os
@@ -21,9 +21,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..',
 from mmbus.datasets.converters import convert_and_split  # noqa: E402
 from mmbus.datasets.synthetic import make_synthetic_dataset  # noqa: E402
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
-DEFAULT_BUSBRA = os.environ.get(
-    'MMBUS_BUSBRA', os.path.join(os.path.dirname(REPO), 'shared', 'data', 'BUS-BRA', 'BUSBRA'))
+DEFAULT_BUSBRA = os.environ.get('MMBUS_BUSBRA', '')
 
 
 def table(title, rows):
