@@ -51,6 +51,23 @@ METHOD_TITLES = {
     'supervised_all': 'Supervised-all (basic + extended, all labels)',
 }
 DETECTOR_CONFIG = 'configs/mmbus/faster_rcnn_vgg16_bus_cpu_quick.py'
+#: Recognition-network sizes: ``cpu_quick`` (1/4-width MTConvNet, 32 px crops,
+#: 16 + 16 per batch) for this 2-core machine; ``paper`` (full width, 64 px,
+#: 64 + 64 per batch, Adam 0.003), the paper's network, for a GPU.
+CONFIG_SETS = ('cpu_quick', 'paper')
+
+
+def method_config(method: str, config_set: str = 'cpu_quick') -> str:
+    """Repo-relative config of a Table 3 method in a config set."""
+    if method not in METHOD_CONFIGS:
+        raise ValueError(f'unknown method {method!r}; choose from '
+                         f'{sorted(METHOD_CONFIGS)}')
+    if config_set not in CONFIG_SETS:
+        raise ValueError(f'unknown config set {config_set!r}; choose from '
+                         f'{CONFIG_SETS}')
+    path = METHOD_CONFIGS[method]
+    return path if config_set == 'cpu_quick' else path.replace(
+        '_cpu_quick.py', '.py')
 
 
 # ----------------------------------------------------------------- configs
@@ -131,7 +148,8 @@ def classifier_config(base: str, crop_root: str, epochs: Optional[int] = None,
                       labelled_ann: Optional[str] = None,
                       unlabelled_ann: Optional[str] = None,
                       roc_dir: Optional[str] = None, seed: int = 0,
-                      ema: Optional[dict] = None):
+                      ema: Optional[dict] = None,
+                      consistency_weight: Optional[float] = None):
     """A crop-classifier config pointed at ``crop_root``.
 
     Args:
@@ -153,6 +171,8 @@ def classifier_config(base: str, crop_root: str, epochs: Optional[int] = None,
             iterations), ``momentum`` / ``rampup_momentum`` of the
             ``MeanTeacherHook`` (mmengine convention: momentum = 1 - decay);
             see :func:`short_schedule_ema`.
+        consistency_weight: mean teacher only: ``w_max`` of the consistency
+            term (None: keep the config's).
     """
     cfg = _as_dict(base)
     root = osp.abspath(crop_root).rstrip('/') + '/'
@@ -192,6 +212,9 @@ def classifier_config(base: str, crop_root: str, epochs: Optional[int] = None,
                 for k in ('momentum', 'rampup_momentum'):
                     if k in ema:
                         h[k] = float(ema[k])
+    if consistency_weight is not None and \
+            cfg.model.get('type') == 'SemiClassifier':
+        cfg.model['consistency_weight'] = float(consistency_weight)
     cfg['randomness'] = dict(seed=seed)
     return cfg
 
@@ -465,7 +488,8 @@ class Experiment:
                  cls_epoch_length: Optional[int] = None,
                  methods: Sequence[str] = tuple(METHOD_CONFIGS),
                  score_thr: float = 0.05, skip_detector: bool = False,
-                 det_test_shards: int = 1,
+                 det_test_shards: int = 1, config_set: str = 'cpu_quick',
+                 consistency_weight: Optional[float] = None,
                  force: bool = False, log=print):
         self.data_root = osp.abspath(data_root)
         self.work_dir = osp.abspath(work_dir)
@@ -477,6 +501,9 @@ class Experiment:
             raise ValueError(f'unknown methods {sorted(unknown)}; choose from '
                              f'{sorted(METHOD_CONFIGS)}')
         self.methods = list(methods)
+        self.method_configs = {m: repo_path(method_config(m, config_set))
+                               for m in self.methods}
+        self.consistency_weight = consistency_weight
         self.score_thr = score_thr
         self.skip_detector = skip_detector
         self.det_test_shards = det_test_shards
@@ -570,13 +597,14 @@ class Experiment:
     def classifier(self, method: str) -> None:
         wd = self.p('cls', method)
         cfg = classifier_config(
-            repo_path(METHOD_CONFIGS[method]), self.p('crops_gt'),
+            self.method_configs[method], self.p('crops_gt'),
             self.cls_epochs, self.cls_epoch_length,
             roc_dir=osp.join(wd, 'test_gt'), seed=self.seed)
         ema = short_schedule_ema(total_iters(cfg))
         cfg = classifier_config(cfg, self.p('crops_gt'),
                                 roc_dir=osp.join(wd, 'test_gt'),
-                                seed=self.seed, ema=ema)
+                                seed=self.seed, ema=ema,
+                                consistency_weight=self.consistency_weight)
         cfg_path = write_config(cfg, self.p('configs', f'{method}.py'))
         # marker written only after a successful run (a checkpoint alone may
         # come from a run still in progress or interrupted)
@@ -588,12 +616,12 @@ class Experiment:
             dump_json(dict(config=cfg_path,
                            wall_s=self.walls.get(f'{method}_train')), done)
         tests = [('gt', self.p('crops_gt'))]
-        if not self.skip_detector:
+        if self.has_det_crops:
             tests.append(('det', self.p('crops_det')))
         for tag, root in tests:
             out = osp.join(wd, f'test_{tag}')
             tcfg = classifier_config(
-                repo_path(METHOD_CONFIGS[method]), self.p('crops_gt'),
+                self.method_configs[method], self.p('crops_gt'),
                 self.cls_epochs, self.cls_epoch_length, test_crop_root=root,
                 roc_dir=out, seed=self.seed)
             tpath = write_config(tcfg,
@@ -604,9 +632,17 @@ class Experiment:
                 out, '--out-metrics', osp.join(out, 'metrics.json')
             ], osp.join(out, 'metrics.json'))
 
+    @property
+    def has_det_crops(self) -> bool:
+        """Classifiers are also tested on detector crops when the detector
+        runs here or its test crops are already in ``crops_det/`` (e.g. made
+        on another machine)."""
+        return (not self.skip_detector
+                or osp.isfile(self.p('crops_det', 'test.json')))
+
     def report(self) -> dict:
         return write_report(self.work_dir, self.methods,
-                            ['gt'] + ([] if self.skip_detector else ['det']),
+                            ['gt'] + (['det'] if self.has_det_crops else []),
                             extra=dict(walls_s=self.walls,
                                        commands=self.commands))
 

@@ -28,8 +28,9 @@ import random
 from collections import defaultdict
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from mmbus.apis.busbra_experiment import (METHOD_CONFIGS, best_checkpoint,
+from mmbus.apis.busbra_experiment import (best_checkpoint,
                                           classifier_config, dump_json,
+                                          method_config,
                                           python, repo_path, run_logged,
                                           short_schedule_ema, strip_prefix,
                                           tool, total_iters, write_config,
@@ -145,15 +146,15 @@ def run_learning_curve(crop_root: str, work_dir: str,
                        epoch_length: Optional[int] = None,
                        pool_splits: Sequence[str] = ('basic_train',
                                                      'extended_train'),
+                       config_set: str = 'cpu_quick',
+                       consistency_weight: Optional[float] = None,
                        force: bool = False, log=print) -> List[dict]:
     """Train and test every (share, method); returns one row per pair and
     writes ``work_dir/learning_curve.{json,csv,png}`` after every point (a
     partial curve survives an interruption)."""
     crop_root = osp.abspath(crop_root)
     work_dir = osp.abspath(work_dir)
-    for m in methods:
-        if m not in METHOD_CONFIGS:
-            raise ValueError(f'unknown method {m!r}')
+    configs = {m: repo_path(method_config(m, config_set)) for m in methods}
     records = []
     for s in pool_splits:
         records += load_crops(osp.join(crop_root, f'{s}.json'))
@@ -169,13 +170,14 @@ def run_learning_curve(crop_root: str, work_dir: str,
             out = osp.join(wd, 'test')
             mfile = osp.join(out, 'metrics.json')
             cfg = classifier_config(
-                repo_path(METHOD_CONFIGS[m]), crop_root, epochs, epoch_length,
+                configs[m], crop_root, epochs, epoch_length,
                 labelled_ann=osp.join(sdir, 'data', 'labelled.json'),
                 unlabelled_ann=osp.join(sdir, 'data', 'unlabelled.json'),
                 roc_dir=out, seed=seed)
             # EMA/ramp-up fitted to the (short) schedule, as in the main run
             cfg = classifier_config(cfg, crop_root, roc_dir=out, seed=seed,
-                                    ema=short_schedule_ema(total_iters(cfg)))
+                                    ema=short_schedule_ema(total_iters(cfg)),
+                                    consistency_weight=consistency_weight)
             cfg_path = write_config(cfg, osp.join(sdir, 'configs', f'{m}.py'))
             wall = None
             if force or not osp.isfile(mfile):

@@ -229,3 +229,39 @@ def test_evaluate_detections_offline(tmp_path):
     assert iou_key, m
     assert m[iou_key[0]] == pytest.approx((1 + 1 + 1 / 3) / 3, abs=1e-3)
     assert 0.6 < m['coco/bbox_mAP_50'] < 0.7  # 2 of 3 nodules found at IoU 0.5
+
+
+def test_method_config_sets_and_consistency_weight(tmp_path):
+    """cpu_quick and paper config sets name different, existing configs; the paper mean teacher is the
+    full-width 64 px network with 64 + 64 per batch; a w_max override reaches the mean teacher only."""
+    from mmengine.config import Config
+    for m in be.METHOD_CONFIGS:
+        quick, paper = be.method_config(m, 'cpu_quick'), be.method_config(m, 'paper')
+        assert quick == be.METHOD_CONFIGS[m] and paper != quick and paper.endswith(f'{m}_bus.py')
+        assert (REPO / paper).is_file()
+    paper = Config.fromfile(str(REPO / be.method_config('mean_teacher', 'paper')))
+    assert paper.model['backbone']['widen_factor'] == 1.0 and paper.crop_size == 64
+    assert (paper.train_dataloader['sampler']['num_labelled'],
+            paper.train_dataloader['sampler']['num_unlabelled']) == (64, 64)
+    with pytest.raises(ValueError, match='config set'):
+        be.method_config('mean_teacher', 'gpu')
+    with pytest.raises(ValueError, match='unknown method'):
+        be.method_config('fixmatch')
+    mt = be.classifier_config(str(REPO / be.method_config('mean_teacher')), str(tmp_path),
+                              consistency_weight=10)
+    assert mt.model['consistency_weight'] == 10.0
+    sb = be.classifier_config(str(REPO / be.method_config('supervised_basic')), str(tmp_path),
+                              consistency_weight=10)
+    assert 'consistency_weight' not in sb.model
+
+
+def test_experiment_tests_on_detector_crops_made_elsewhere(tmp_path):
+    """--skip-detector still tests on WORK_DIR/crops_det when its test.json exists (crops made on
+    another machine), and not otherwise."""
+    exp = be.Experiment(str(tmp_path), str(tmp_path / 'w'), skip_detector=True, config_set='paper')
+    assert not exp.has_det_crops
+    assert exp.method_configs['supervised_all'].endswith('configs/mmbus/supervised_all_bus.py')
+    (tmp_path / 'w' / 'crops_det').mkdir(parents=True)
+    (tmp_path / 'w' / 'crops_det' / 'test.json').write_text('{}')
+    assert exp.has_det_crops
+    assert be.Experiment(str(tmp_path), str(tmp_path / 'x')).has_det_crops  # detector runs here

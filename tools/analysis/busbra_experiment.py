@@ -2,7 +2,8 @@
 
     .venv/bin/python tools/analysis/busbra_experiment.py /path/to/BUS-BRA/BUSBRA \
         [--work-dir work_dirs/busbra] [--schedule cpu|tiny] [--det-iters N] [--det-scale PX]
-        [--cls-epochs E] [--cls-epoch-length IT] [--skip-detector] [--force]
+        [--cls-epochs E] [--cls-epoch-length IT] [--skip-detector] [--config-set cpu_quick|paper]
+        [--consistency-weight W] [--force]
 
 1. convert + patient-grouped, stratified split (seed 0): basic-train 12% + validation 3% (the paper's
    15% labelled set, 80/20), extended-train 65% (labels hidden), test 20%;
@@ -24,7 +25,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmbus.apis.busbra_experiment import METHOD_CONFIGS, Experiment  # noqa: E402
+from mmbus.apis.busbra_experiment import CONFIG_SETS, METHOD_CONFIGS, Experiment  # noqa: E402
 
 SCHEDULES = dict(cpu=dict(det_iters=160, det_scale=224, cls_epochs=None, cls_epoch_length=None),
                  tiny=dict(det_iters=20, det_scale=160, cls_epochs=3, cls_epoch_length=5))
@@ -46,7 +47,14 @@ def parse_args(argv=None):
     p.add_argument('--score-thr', type=float, default=0.05, help='detector score threshold for crops')
     p.add_argument('--det-test-shards', type=int, default=1,
                    help='run the detector test in this many parallel processes (merged, evaluated once)')
-    p.add_argument('--skip-detector', action='store_true', help='ground-truth test crops only')
+    p.add_argument('--skip-detector', action='store_true',
+                   help='do not train/test the detector here (classifiers are still tested on '
+                        'WORK_DIR/crops_det when it exists, e.g. made on another machine)')
+    p.add_argument('--config-set', choices=CONFIG_SETS, default='cpu_quick',
+                   help='recognition network size: cpu_quick (1/4 width, 32 px) or paper (full width, '
+                        '64 px, 64 + 64 per batch; meant for a GPU)')
+    p.add_argument('--consistency-weight', type=float,
+                   help="mean teacher's w_max (default: the config's)")
     p.add_argument('--force', action='store_true', help='redo steps whose outputs exist')
     return p.parse_args(argv)
 
@@ -62,7 +70,8 @@ def main(argv=None):
     exp = Experiment(args.data_root, args.work_dir, ratios=args.ratios, seed=args.seed,
                      methods=args.methods, score_thr=args.score_thr,
                      skip_detector=args.skip_detector,
-                     det_test_shards=args.det_test_shards, force=args.force, **sched)
+                     det_test_shards=args.det_test_shards, config_set=args.config_set,
+                     consistency_weight=args.consistency_weight, force=args.force, **sched)
     res = exp.run()
     print(open(osp.join(exp.work_dir, 'results.md')).read())
     print(f"[mmbus] BUS-BRA results: {osp.join(exp.work_dir, 'results.json')}; ROC: {res['rocs']}")

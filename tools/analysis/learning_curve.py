@@ -5,6 +5,7 @@ mean teacher's unlabelled set).
     .venv/bin/python tools/analysis/learning_curve.py [--crop-root work_dirs/busbra/crops_gt] \
         [--work-dir work_dirs/busbra/learning_curve] [--shares 0.05 0.10 0.15 0.30] \
         [--schedule cpu|short|tiny] [--max-iters N | --epochs E --epoch-length IT]
+        [--config-set cpu_quick|paper] [--consistency-weight W]
 
 Writes WORK_DIR/learning_curve.{json,csv,png} (updated after every point) and per share
 share_X/{data/labelled.json,data/unlabelled.json,configs/,<method>/,logs/}. Points whose test metrics exist
@@ -17,6 +18,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
+from mmbus.apis.busbra_experiment import CONFIG_SETS  # noqa: E402
 from mmbus.apis.learning_curve import run_learning_curve  # noqa: E402
 
 # (epochs, iterations per epoch); None = the cpu-quick config's own (25 x 20)
@@ -36,6 +38,11 @@ def parse_args(argv=None):
     p.add_argument('--max-iters', type=int, help='total training iterations (overrides --epochs)')
     p.add_argument('--epochs', type=int)
     p.add_argument('--epoch-length', type=int)
+    p.add_argument('--config-set', choices=CONFIG_SETS, default='cpu_quick',
+                   help='recognition network size: cpu_quick (1/4 width, 32 px) or paper (full width, '
+                        '64 px, 64 + 64 per batch; meant for a GPU)')
+    p.add_argument('--consistency-weight', type=float,
+                   help="mean teacher's w_max (default: the config's)")
     p.add_argument('--force', action='store_true')
     return p.parse_args(argv)
 
@@ -61,7 +68,8 @@ def main(argv=None):
         sys.exit(f'error: {args.crop_root}/basic_train.json not found (run tools/extract_crops.py first)')
     epochs, length = schedule(args)
     rows = run_learning_curve(args.crop_root, args.work_dir, args.shares, args.methods, args.seed,
-                              epochs, length, force=args.force)
+                              epochs, length, config_set=args.config_set,
+                              consistency_weight=args.consistency_weight, force=args.force)
     print('| share | method | labelled | AUC [95% CI] |')
     print('|---|---|---|---|')
     for r in rows:
