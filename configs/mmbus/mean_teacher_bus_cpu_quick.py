@@ -23,5 +23,6 @@ default_hooks = dict(logger=dict(interval=10))
 custom_hooks = [
     # momentum = 1 - decay (mmengine convention): decay 0.97 during the ramp-up, 0.99 after
     dict(type='MeanTeacherHook', momentum=0.01, rampup_momentum=0.03, rampup_iters=None, buffer_policy='skip'),
-    dict(type='EarlyStoppingHook', monitor='teacher/auc', rule='greater', patience=5, min_delta=0.001),
+    dict(type='EarlyStoppingHook', monitor='teacher/auc', rule='greater', patience={{_base_.quick_patience}},
+         min_delta=0.001),
 ]
