@@ -42,7 +42,9 @@ def test_config_parses_and_builds(name):
     iters = cfg.train_cfg.max_epochs * sampler.epoch_length
     assert iters == (500 if quick else 40000)
     hooks = {h['type']: h for h in cfg.custom_hooks}
-    assert hooks['EarlyStoppingHook']['patience'] == 5
+    # the paper's patience, 5 epochs of 100 iterations, kept in iterations (cpu-quick: 25 x 20)
+    assert hooks['EarlyStoppingHook']['patience'] == (25 if quick else 5)
+    assert hooks['EarlyStoppingHook']['patience'] * sampler.epoch_length == 500
     monitor = hooks['EarlyStoppingHook']['monitor']
     assert cfg.default_hooks.checkpoint.save_best == monitor
     assert cfg.model.backbone.dropout == 0.5
