@@ -12,5 +12,4 @@ val_dataloader = {{_base_.quick_val_dataloader}}
 test_dataloader = {{_base_.quick_test_dataloader}}
 train_cfg = {{_base_.quick_train_cfg}}
 default_hooks = dict(logger=dict(interval=10))
-custom_hooks = [dict(type='EarlyStoppingHook', monitor='diag/auc', rule='greater',
-                     patience={{_base_.quick_patience}}, min_delta=0.001)]
+custom_hooks = {{_base_.quick_supervised_hooks}}

@@ -26,3 +26,6 @@ quick_train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=25, val_interval=1
 # 25 of these 20-iteration epochs, i.e. the whole CPU run (the best checkpoint on validation AUC is still
 # kept). A patience of 5 short epochs stopped runs after ~100 iterations on a noisy 18-crop validation set.
 quick_patience = 25
+# the supervised cpu-quick baselines' early stopping (the mean teacher monitors teacher/auc instead)
+quick_supervised_hooks = [dict(type='EarlyStoppingHook', monitor='diag/auc', rule='greater',
+                               patience=quick_patience, min_delta=0.001)]
