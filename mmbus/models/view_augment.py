@@ -11,6 +11,11 @@ Augmentations (all per sample, on normalised inputs):
 * random translation by up to ``translate`` pixels in x and y (edges
   replicated at the border; the original mean teacher shifts by 2 px;
   off by default);
+* random anisotropic scaling: x and y each stretched by an independent
+  factor in ``[1 - scale, 1 + scale]`` about the image centre (bilinear,
+  border replicated; off by default). Unlike noise or shifts it moves a
+  nodule's shape features (size, aspect ratio) a little, so the consistency
+  term asks for predictions that are smooth along them too;
 * horizontal flip with probability ``flip_prob``; never vertical: nodule
   orientation ("taller than wide") is diagnostic;
 * brightness: add a uniform offset in ``[-brightness, brightness]``;
@@ -44,6 +49,7 @@ class BatchViewAugment(nn.Module):
         contrast (float): Max relative contrast change (0 = off).
         noise_std (float): Std of the additive Gaussian input noise.
         translate (int): Max random shift in pixels (0 = off).
+        scale (float): Max relative stretch per axis (0 = off, < 1).
     """
 
     def __init__(self,
@@ -51,15 +57,19 @@ class BatchViewAugment(nn.Module):
                  brightness: float = 0.2,
                  contrast: float = 0.0,
                  noise_std: float = 0.15,
-                 translate: int = 0):
+                 translate: int = 0,
+                 scale: float = 0.0):
         super().__init__()
         for name, v in dict(flip_prob=flip_prob, brightness=brightness,
                             contrast=contrast, noise_std=noise_std,
-                            translate=translate).items():
+                            translate=translate, scale=scale).items():
             if v < 0:
                 raise ValueError(f'{name} must be >= 0, got {v}')
         if flip_prob > 1:
             raise ValueError(f'flip_prob must be <= 1, got {flip_prob}')
+        if scale >= 1:
+            raise ValueError(f'scale must be < 1, got {scale}')
+        self.scale = float(scale)
         self.flip_prob = flip_prob
         self.brightness = brightness
         self.contrast = contrast
@@ -83,10 +93,25 @@ class BatchViewAugment(nn.Module):
             2, flat.view(b, 1, h * w).expand(b, c, h * w))
         return out.view(b, c, h, w)
 
+    def _stretch(self, x: torch.Tensor) -> torch.Tensor:
+        # output pixel p samples the input at p / s about the centre, so
+        # content is magnified by s per axis (affine_grid works in [-1, 1])
+        b = x.size(0)
+        s = 1 + (torch.rand(b, 2, device=x.device, dtype=x.dtype) * 2 - 1) \
+            * self.scale
+        theta = x.new_zeros(b, 2, 3)
+        theta[:, 0, 0] = 1 / s[:, 0]
+        theta[:, 1, 1] = 1 / s[:, 1]
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode='bilinear', padding_mode='border',
+                             align_corners=False)
+
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """Return an augmented copy of the (B, C, H, W) batch ``x``."""
         b = x.size(0)
         shape = (b, 1, 1, 1)
+        if self.scale > 0:
+            x = self._stretch(x)
         if self.translate > 0:
             x = self._translate(x)
         if self.flip_prob > 0:

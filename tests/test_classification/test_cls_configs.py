@@ -13,7 +13,7 @@ from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
 import mmbus  # noqa: F401
-from crop_blobs import make_crop_set  # noqa: E402  (tests dir on sys.path)
+from mmbus.datasets.synthetic_crops import make_crop_set
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = ROOT / 'configs' / 'mmbus'

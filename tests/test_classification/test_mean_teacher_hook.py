@@ -13,7 +13,7 @@ from mmpretrain.registry import MODELS
 
 import mmbus  # noqa: F401
 from mmbus.engine.hooks import MeanTeacherHook
-from crop_blobs import make_crop_set  # noqa: E402  (tests dir on sys.path)
+from mmbus.datasets.synthetic_crops import make_crop_set
 
 
 def tiny_model(**kw):

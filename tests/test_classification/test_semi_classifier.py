@@ -283,3 +283,30 @@ def test_view_augment_translation_shifts_whole_pixels():
                     seen.add((dy, dx))
     assert len(seen) > 3 and all(abs(a) <= 2 and abs(b) <= 2
                                  for a, b in seen)
+
+
+def test_view_augment_stretch_scales_each_axis_within_bounds():
+    # a centred 16 x 8 (h x w) bright box in a 64 x 64 image; each view
+    # stretches x and y independently by a factor in [0.8, 1.2]
+    torch.manual_seed(0)
+    aug = BatchViewAugment(flip_prob=0, brightness=0, noise_std=0,
+                           scale=0.2)
+    x = torch.zeros(64, 1, 64, 64)
+    x[:, :, 24:40, 28:36] = 1.0
+    y = aug(x)
+    heights = (y[:, 0, :, 32] > 0.5).sum(1).float()  # centre column
+    widths = (y[:, 0, 32, :] > 0.5).sum(1).float()   # centre row
+    # bounds: 16 * [0.8, 1.2] and 8 * [0.8, 1.2], +-1 px of rasterisation
+    assert heights.min() >= 12 and heights.max() <= 20
+    assert widths.min() >= 5 and widths.max() <= 11
+    # both axes really vary, independently of each other
+    assert heights.std() > 0.5 and widths.std() > 0.3
+    ratio = heights / widths
+    assert ratio.max() - ratio.min() > 0.4
+    # scale=0 keeps the image exactly (no resampling blur)
+    same = BatchViewAugment(flip_prob=0, brightness=0, noise_std=0)
+    assert torch.equal(same(x), x)
+    with pytest.raises(ValueError, match='scale'):
+        BatchViewAugment(scale=1.0)
+    with pytest.raises(ValueError, match='scale'):
+        BatchViewAugment(scale=-0.1)

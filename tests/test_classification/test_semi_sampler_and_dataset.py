@@ -10,7 +10,7 @@ from mmbus.datasets import BUSCropDataset, LabelledUnlabelledSampler
 from mmbus.datasets import semi_sampler as semi_sampler_mod
 from mmbus.datasets.transforms import LetterboxResize
 
-from crop_blobs import make_crop_set  # noqa: E402  (tests dir is on sys.path)
+from mmbus.datasets.synthetic_crops import make_crop_set
 
 
 @pytest.fixture(scope='module')

@@ -1,15 +1,15 @@
-"""Tiny synthetic nodule-crop sets in the mmbus crops-JSON format, for the
-classification tests and the small mean-teacher demo run.
+"""Synthetic nodule crops in the mmbus crops-JSON format: the classification
+tests' data and the small mean-teacher demo (``tools/analysis/
+mean_teacher_demo.py``).
 
 Benign: smooth oval, wider than tall. Malignant: irregular (lobulated /
 spiculated) outline, taller than wide. Class distributions overlap (random
-aspect ratio and irregularity), speckle background, random crop size, so a
-few labels are not enough for a perfect classifier.
+aspect ratio and irregularity; ``difficulty`` scales the spread), speckle
+background, random crop size, so a few labels are not enough for a perfect
+classifier.
 
-Usage as a script (writes <out>/{basic_train,extended_train,val,test}.json):
-    python tests/test_classification/crop_blobs.py OUT [--basic 40 --extended 600 --val 150 --test 300]
+Command line: ``tools/dataset_converters/make_synthetic_crops.py``.
 """
-import argparse
 import json
 import os
 import os.path as osp
@@ -56,11 +56,14 @@ def draw_nodule(rng: np.random.Generator, malignant: bool,
 
 
 def make_crop_set(out_dir: str, counts: dict, seed: int = 0,
-                  difficulty: float = 1.0, malignant_frac: float = 0.4):
+                  difficulty: float = 1.0, malignant_frac: float = 0.4,
+                  balanced_basic: bool = False):
     """Write ``<out_dir>/<split>/*.png`` and ``<out_dir>/<split>.json``.
 
     ``counts`` maps split name -> number of crops. ``extended_train``
-    samples get ``gt_label = -1`` (hidden) and keep ``true_label``. Returns
+    samples get ``gt_label = -1`` (hidden) and keep ``true_label``.
+    ``balanced_basic`` gives ``basic_train`` alternating labels (half
+    malignant), so a handful of labels always holds both classes. Returns
     ``{split: json path}``.
     """
     rng = np.random.default_rng(seed)
@@ -71,6 +74,8 @@ def make_crop_set(out_dir: str, counts: dict, seed: int = 0,
         data_list = []
         for i in range(n):
             label = int(rng.random() < malignant_frac)
+            if balanced_basic and split == 'basic_train':
+                label = i % 2
             img = draw_nodule(rng, bool(label), difficulty)
             name = f'{split}_{i:05d}.png'
             cv2.imwrite(osp.join(out_dir, split, name), img)
@@ -91,20 +96,3 @@ def make_crop_set(out_dir: str, counts: dict, seed: int = 0,
             json.dump([], f)
         paths[split] = path
     return paths
-
-
-if __name__ == '__main__':
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('out')
-    p.add_argument('--basic', type=int, default=40)
-    p.add_argument('--extended', type=int, default=600)
-    p.add_argument('--val', type=int, default=150)
-    p.add_argument('--test', type=int, default=300)
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--difficulty', type=float, default=1.0)
-    a = p.parse_args()
-    paths = make_crop_set(
-        a.out, dict(basic_train=a.basic, extended_train=a.extended,
-                    val=a.val, test=a.test), a.seed, a.difficulty)
-    for s, path in paths.items():
-        print(f'{s}: {path}')

@@ -1,0 +1,214 @@
+"""The small synthetic stage-2 run: mean teacher vs supervised-basic (and
+supervised-all) on generated nodule crops, over several data seeds.
+
+Per seed a fresh crops dataset is generated
+(:func:`mmbus.datasets.synthetic_crops.make_crop_set`: a handful of labelled
+basic-train crops, many unlabelled extended-train crops, validation and test),
+then each method's CPU-quick config is trained and tested through the stock
+``tools/train.py`` / ``tools/test.py`` (only the data paths, the seed and the
+number of epochs change; the best checkpoint on validation AUC is tested).
+One seed is one draw of labelled crops; several seeds show whether a gap
+between methods is larger than the luck of that draw.
+
+Outputs in ``work_dir``: ``results.json`` / ``results.md`` (per-seed AUCs with
+DeLong 95% CIs, mean and standard deviation per method, mean-teacher minus
+supervised-basic per seed), ``auc_by_seed.png`` and ``seed_<s>/roc.png``;
+rewritten after every run, so an interrupted demo keeps what it finished.
+Runs whose test metrics exist are reused.
+"""
+import json
+import os
+import os.path as osp
+import shutil
+import statistics
+from typing import Dict, List, Optional, Sequence
+
+from mmbus.apis.busbra_experiment import (_roc_csv, _save_fig, best_checkpoint,
+                                          classifier_config, dump_json,
+                                          method_config, plot_rocs, python,
+                                          read_roc_csv, repo_path, run_logged,
+                                          strip_prefix, tool, write_config)
+from mmbus.datasets.synthetic_crops import make_crop_set
+
+METHODS = ('supervised_basic', 'mean_teacher', 'supervised_all')
+#: The README's demo data: 6 labelled crops (3 + 3), 800 unlabelled.
+DEFAULT_COUNTS = dict(basic_train=6, extended_train=800, val=200, test=400)
+
+
+def make_seed_crops(out_dir: str, counts: Dict[str, int], seed: int,
+                    difficulty: float, balanced_basic: bool) -> str:
+    """Generate one seed's crops into ``out_dir`` (built under a temporary
+    name and renamed, so a half-written dataset is never reused)."""
+    if osp.isfile(osp.join(out_dir, 'test.json')):
+        return out_dir
+    tmp = out_dir + '.tmp'
+    shutil.rmtree(tmp, ignore_errors=True)
+    make_crop_set(tmp, dict(counts), seed, difficulty,
+                  balanced_basic=balanced_basic)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+    return out_dir
+
+
+def summarise(rows: List[dict]) -> dict:
+    """Mean / sd of the test AUC per method, and the per-seed mean-teacher
+    minus supervised-basic differences."""
+    by_method: Dict[str, List[float]] = {}
+    for r in rows:
+        by_method.setdefault(r['method'], []).append(r['auc'])
+    out = dict(methods={})
+    for m, aucs in by_method.items():
+        out['methods'][m] = dict(
+            n=len(aucs), mean=statistics.fmean(aucs),
+            sd=statistics.stdev(aucs) if len(aucs) > 1 else 0.0)
+    auc = {(r['seed'], r['method']): r['auc'] for r in rows}
+    diffs = {s: auc[(s, 'mean_teacher')] - auc[(s, 'supervised_basic')]
+             for s in sorted({r['seed'] for r in rows})
+             if (s, 'mean_teacher') in auc and (s, 'supervised_basic') in auc}
+    if diffs:
+        d = list(diffs.values())
+        out['mt_minus_sb'] = dict(
+            per_seed=diffs, mean=statistics.fmean(d),
+            wins=sum(v > 0 for v in d), n=len(d))
+    return out
+
+
+def results_markdown(rows: List[dict], summary: dict) -> str:
+    seeds = sorted({r['seed'] for r in rows})
+    methods = [m for m in METHODS if m in summary['methods']]
+    cell = {(r['seed'], r['method']): r for r in rows}
+    head = ['method'] + [f'seed {s}' for s in seeds] + ['mean ± sd']
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for m in methods:
+        cells = [m]
+        for s in seeds:
+            r = cell.get((s, m))
+            cells.append('' if r is None else
+                         f"{r['auc']:.3f} [{r['auc_ci_low']:.3f}, "
+                         f"{r['auc_ci_high']:.3f}]")
+        st = summary['methods'][m]
+        cells.append(f"{st['mean']:.3f} ± {st['sd']:.3f}")
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    d = summary.get('mt_minus_sb')
+    if d:
+        cells = ['mean_teacher − supervised_basic'] + [
+            f"{d['per_seed'][s]:+.3f}" if s in d['per_seed'] else ''
+            for s in seeds] + [f"{d['mean']:+.3f} ({d['wins']}/{d['n']} "
+                               'seeds ahead)']
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def plot_auc_by_seed(rows: List[dict], path: str) -> str:
+    """Test AUC with its 95% CI per seed, one marker series per method."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    seeds = sorted({r['seed'] for r in rows})
+    fig, ax = plt.subplots(figsize=(5.5, 4), dpi=110)
+    methods = [m for m in METHODS if any(r['method'] == m for r in rows)]
+    for k, m in enumerate(methods):
+        pts = [(seeds.index(r['seed']) + (k - (len(methods) - 1) / 2) * 0.15, r) for r in rows
+               if r['method'] == m]
+        ax.errorbar([x for x, _ in pts], [r['auc'] for _, r in pts],
+                    yerr=[[r['auc'] - r['auc_ci_low'] for _, r in pts],
+                          [r['auc_ci_high'] - r['auc'] for _, r in pts]],
+                    fmt='o', capsize=3, label=m)
+    ax.set_xlim(-0.5, len(seeds) - 0.5)
+    ax.set_xticks(range(len(seeds)))
+    ax.set_xticklabels([f'seed {s}' for s in seeds])
+    ax.set_ylabel('test AUC (DeLong 95% CI)')
+    ax.set_title('Synthetic crops: mean teacher vs supervised', fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save_fig(fig, path)
+    plt.close(fig)
+    return path
+
+
+def save_results(rows: List[dict], work_dir: str, settings: dict) -> dict:
+    summary = summarise(rows)
+    dump_json(dict(settings=settings, rows=rows, summary=summary),
+              osp.join(work_dir, 'results.json'))
+    md = results_markdown(rows, summary)
+    with open(osp.join(work_dir, 'results.md') + '.tmp', 'w') as f:
+        f.write('# Mean teacher vs supervised on synthetic crops\n\n'
+                f'Settings: `{json.dumps(settings)}`\n\n'
+                'Test AUC [DeLong 95% CI]\n\n' + md + '\n')
+    os.replace(osp.join(work_dir, 'results.md') + '.tmp',
+               osp.join(work_dir, 'results.md'))
+    plot_auc_by_seed(rows, osp.join(work_dir, 'auc_by_seed.png'))
+    return summary
+
+
+def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
+             counts: Optional[Dict[str, int]] = None,
+             difficulty: float = 0.5, balanced_basic: bool = True,
+             methods: Sequence[str] = METHODS, epochs: Optional[int] = 60,
+             epoch_length: Optional[int] = None, threads: int = 2,
+             force: bool = False, log=print) -> dict:
+    """Generate, train and test every (seed, method); returns
+    ``dict(rows=..., summary=...)``."""
+    for m in methods:
+        method_config(m)  # unknown names fail before any work
+    if not seeds:
+        raise ValueError('at least one seed is needed')
+    counts = dict(DEFAULT_COUNTS if counts is None else counts)
+    work_dir = osp.abspath(work_dir)
+    os.makedirs(work_dir, exist_ok=True)
+    settings = dict(counts=counts, difficulty=difficulty,
+                    balanced_basic=balanced_basic, epochs=epochs,
+                    epoch_length=epoch_length, methods=list(methods),
+                    seeds=list(seeds))
+    rows: List[dict] = []
+    total = len(seeds) * len(methods)
+    for s in seeds:
+        sdir = osp.join(work_dir, f'seed_{s}')
+        crops = make_seed_crops(osp.join(sdir, 'crops'), counts, s,
+                                difficulty, balanced_basic)
+        curves, aucs = {}, {}
+        for m in methods:
+            wd = osp.join(sdir, m)
+            out = osp.join(wd, 'test')
+            mfile = osp.join(out, 'metrics.json')
+            cfg = classifier_config(repo_path(method_config(m)), crops,
+                                    epochs, epoch_length, roc_dir=out, seed=s)
+            cfg_path = write_config(cfg, osp.join(sdir, 'configs', f'{m}.py'))
+            log(f'[demo] ({len(rows) + 1}/{total}) seed {s} {m} ...')
+            wall = None
+            if force or not osp.isfile(mfile):
+                if force:
+                    shutil.rmtree(wd, ignore_errors=True)
+                wall = run_logged([python(), tool('tools/train.py'), cfg_path,
+                                   '--work-dir', wd],
+                                  osp.join(sdir, 'logs', f'{m}_train.log'),
+                                  threads=threads)
+                run_logged([python(), tool('tools/test.py'), cfg_path,
+                            best_checkpoint(wd), '--work-dir', out,
+                            '--out-metrics', mfile],
+                           osp.join(sdir, 'logs', f'{m}_test.log'),
+                           threads=threads)
+            with open(mfile) as f:
+                met = strip_prefix(json.load(f))
+            row = dict(seed=s, method=m, auc=met['auc'],
+                       auc_ci_low=met['auc_ci_low'],
+                       auc_ci_high=met['auc_ci_high'],
+                       sensitivity=met.get('sensitivity'),
+                       specificity=met.get('specificity'),
+                       accuracy=met.get('accuracy'),
+                       best_checkpoint=osp.basename(best_checkpoint(wd)),
+                       train_s=wall)
+            rows.append(row)
+            log(f'[demo] seed {s} {m}: AUC {row["auc"]:.3f} '
+                f'[{row["auc_ci_low"]:.3f}, {row["auc_ci_high"]:.3f}]'
+                + (f', trained in {wall:.0f} s' if wall else ' (reused)'))
+            roc = _roc_csv(out)
+            if roc:
+                curves[m] = read_roc_csv(roc)
+                aucs[m] = met
+            summary = save_results(rows, work_dir, settings)
+        if curves:
+            plot_rocs(curves, aucs, osp.join(sdir, 'roc.png'),
+                      f'Synthetic crops, seed {s}: test ROC')
+    return dict(rows=rows, summary=summary)

@@ -1,0 +1,108 @@
+"""The synthetic mean-teacher demo: summary maths, the crop generator it uses, and a tiny end-to-end run
+through the stock tools (resumable, PNG + tables written)."""
+import json
+import math
+import os
+import os.path as osp
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mmbus.apis.mean_teacher_demo import make_seed_crops, results_markdown, summarise
+from mmbus.datasets.synthetic_crops import make_crop_set
+
+REPO = Path(__file__).resolve().parents[2]
+TOOL = REPO / 'tools' / 'analysis' / 'mean_teacher_demo.py'
+
+
+def _row(seed, method, auc):
+    return dict(seed=seed, method=method, auc=auc, auc_ci_low=auc - 0.05, auc_ci_high=auc + 0.05)
+
+
+def test_summary_means_sds_and_per_seed_differences():
+    rows = [_row(0, 'supervised_basic', 0.80), _row(0, 'mean_teacher', 0.90),
+            _row(1, 'supervised_basic', 0.70), _row(1, 'mean_teacher', 0.65),
+            _row(2, 'supervised_basic', 0.60), _row(2, 'mean_teacher', 0.85)]
+    s = summarise(rows)
+    # by hand: SB mean 0.70, sd 0.10; MT mean 0.80, sd = sqrt(((.1)^2 + (.15)^2 + (.05)^2) / 2)
+    assert s['methods']['supervised_basic']['mean'] == pytest.approx(0.70)
+    assert s['methods']['supervised_basic']['sd'] == pytest.approx(0.10)
+    assert s['methods']['mean_teacher']['mean'] == pytest.approx(0.80)
+    assert s['methods']['mean_teacher']['sd'] == pytest.approx(math.sqrt(0.035 / 2))
+    d = s['mt_minus_sb']
+    assert d['per_seed'] == pytest.approx({0: 0.10, 1: -0.05, 2: 0.25})
+    assert d['mean'] == pytest.approx(0.10) and d['wins'] == 2 and d['n'] == 3
+    md = results_markdown(rows, s)
+    assert '| supervised_basic | 0.800 [0.750, 0.850] | 0.700 [0.650, 0.750] |' in md
+    assert '+0.100 (2/3 seeds ahead)' in md and '| -0.050 |' in md
+
+
+def test_summary_without_a_pair_has_no_difference_row():
+    s = summarise([_row(0, 'mean_teacher', 0.9)])
+    assert 'mt_minus_sb' not in s and s['methods']['mean_teacher']['sd'] == 0.0
+    assert '−' not in results_markdown([_row(0, 'mean_teacher', 0.9)], s)
+
+
+def test_balanced_basic_split_holds_both_classes_and_keeps_other_splits(tmp_path):
+    counts = dict(basic_train=6, extended_train=5, val=4, test=4)
+    make_crop_set(str(tmp_path / 'a'), counts, seed=3, balanced_basic=True)
+    make_crop_set(str(tmp_path / 'b'), counts, seed=3, balanced_basic=False)
+    load = lambda d, s: json.load(open(tmp_path / d / f'{s}.json'))['data_list']  # noqa: E731
+    assert [r['gt_label'] for r in load('a', 'basic_train')] == [0, 1, 0, 1, 0, 1]
+    # the flag only relabels basic-train: the later splits are drawn identically
+    for split in ('extended_train', 'val', 'test'):
+        assert [r['true_label'] for r in load('a', split)] == [r['true_label'] for r in load('b', split)]
+    assert all(r['gt_label'] == -1 for r in load('a', 'extended_train'))
+
+
+def test_seed_crops_are_built_aside_and_reused(tmp_path):
+    out = str(tmp_path / 'crops')
+    counts = dict(basic_train=2, extended_train=2, val=2, test=2)
+    make_seed_crops(out, counts, 0, 0.5, True)
+    assert not osp.exists(out + '.tmp') and osp.isfile(osp.join(out, 'test.json'))
+    stamp = os.stat(osp.join(out, 'test.json')).st_mtime_ns
+    make_seed_crops(out, counts, 0, 0.5, True)  # complete: left as it is
+    assert os.stat(osp.join(out, 'test.json')).st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize('args, msg', [(['--basic', '1'], '--basic >= 2'),
+                                       (['--difficulty', '0'], '--difficulty'),
+                                       (['--epochs', '0'], '--epochs'),
+                                       (['--methods', 'fixmatch'], 'invalid choice')])
+def test_bad_arguments_are_refused(tmp_path, args, msg):
+    proc = subprocess.run([sys.executable, str(TOOL), '--work-dir', str(tmp_path / 'w'), *args],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 2 and msg in proc.stderr
+    assert not (tmp_path / 'w').exists()
+
+
+def test_tiny_demo_end_to_end_and_resume(tmp_path):
+    wd = tmp_path / 'demo'
+    cmd = [sys.executable, str(TOOL), '--work-dir', str(wd), '--seeds', '0', '--basic', '4',
+           '--extended', '16', '--val', '8', '--test', '12', '--epochs', '1', '--epoch-length', '2',
+           '--methods', 'supervised_basic', 'mean_teacher', '--threads', '1']
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.load(open(wd / 'results.json'))
+    assert [(r['seed'], r['method']) for r in res['rows']] == [(0, 'supervised_basic'),
+                                                               (0, 'mean_teacher')]
+    for r in res['rows']:
+        assert 0.0 <= r['auc_ci_low'] <= r['auc'] <= r['auc_ci_high'] <= 1.0
+        assert r['best_checkpoint'].startswith('best_')
+    # each method was tested on the 12 generated test crops
+    for m in ('supervised_basic', 'mean_teacher'):
+        met = json.load(open(wd / 'seed_0' / m / 'test' / 'metrics.json'))
+        assert sum(met[k] for k in met if k.split('/')[-1] in ('tp', 'fn', 'tn', 'fp')) == 12
+    assert res['summary']['mt_minus_sb']['per_seed']['0'] == pytest.approx(
+        res['rows'][1]['auc'] - res['rows'][0]['auc'])
+    for png in (wd / 'auc_by_seed.png', wd / 'seed_0' / 'roc.png'):
+        assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert 'mean_teacher − supervised_basic' in (wd / 'results.md').read_text()
+    # a second run reuses both runs' metrics instead of training again
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.count('(reused)') == 2
+    assert np.isclose(json.load(open(wd / 'results.json'))['rows'][1]['auc'], res['rows'][1]['auc'])
