@@ -36,7 +36,8 @@ DEFAULT_COUNTS = dict(basic_train=6, extended_train=800, val=200, test=400)
 
 
 def make_seed_crops(out_dir: str, counts: Dict[str, int], seed: int,
-                    difficulty: float, balanced_basic: bool) -> str:
+                    difficulty: float, balanced_basic: bool,
+                    framing: str = 'margin') -> str:
     """Generate one seed's crops into ``out_dir`` (built under a temporary
     name and renamed, so a half-written dataset is never reused)."""
     if osp.isfile(osp.join(out_dir, 'test.json')):
@@ -44,7 +45,7 @@ def make_seed_crops(out_dir: str, counts: Dict[str, int], seed: int,
     tmp = out_dir + '.tmp'
     shutil.rmtree(tmp, ignore_errors=True)
     make_crop_set(tmp, dict(counts), seed, difficulty,
-                  balanced_basic=balanced_basic)
+                  balanced_basic=balanced_basic, framing=framing)
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)
     return out_dir
@@ -145,6 +146,7 @@ def save_results(rows: List[dict], work_dir: str, settings: dict) -> dict:
 def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
              counts: Optional[Dict[str, int]] = None,
              difficulty: float = 0.5, balanced_basic: bool = True,
+             framing: str = 'margin',
              methods: Sequence[str] = METHODS, epochs: Optional[int] = 60,
              epoch_length: Optional[int] = None, threads: int = 2,
              force: bool = False, log=print) -> dict:
@@ -158,7 +160,8 @@ def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
     work_dir = osp.abspath(work_dir)
     os.makedirs(work_dir, exist_ok=True)
     settings = dict(counts=counts, difficulty=difficulty,
-                    balanced_basic=balanced_basic, epochs=epochs,
+                    balanced_basic=balanced_basic, framing=framing,
+                    epochs=epochs,
                     epoch_length=epoch_length, methods=list(methods),
                     seeds=list(seeds))
     rows: List[dict] = []
@@ -166,7 +169,7 @@ def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
     for s in seeds:
         sdir = osp.join(work_dir, f'seed_{s}')
         crops = make_seed_crops(osp.join(sdir, 'crops'), counts, s,
-                                difficulty, balanced_basic)
+                                difficulty, balanced_basic, framing)
         curves, aucs = {}, {}
         for m in methods:
             wd = osp.join(sdir, m)

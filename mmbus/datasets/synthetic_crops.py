@@ -20,16 +20,35 @@ import numpy as np
 SPLITS = ('basic_train', 'extended_train', 'val', 'test')
 
 
+FRAMINGS = ('random', 'margin')
+
+
 def draw_nodule(rng: np.random.Generator, malignant: bool,
-                difficulty: float = 1.0) -> np.ndarray:
+                difficulty: float = 1.0, framing: str = 'random') -> np.ndarray:
     """One grey-scale crop (uint8, HxW); ``difficulty`` widens the class
-    overlap."""
-    h = int(rng.integers(36, 72))
-    w = int(rng.integers(36, 72))
+    overlap.
+
+    ``framing``: ``'random'`` -- a crop of random height and width (36-71 px)
+    with the nodule in its centre, so the crop's shape says nothing about
+    the nodule (a nuisance a few labels can be fitted to); ``'margin'`` --
+    the nodule's bounding box plus a margin of 15% of its longer side (at
+    least 3 px), as ``tools/extract_crops.py`` cuts real crops, so the crop
+    follows the nodule's shape.
+    """
+    if framing not in FRAMINGS:
+        raise ValueError(f'framing must be one of {FRAMINGS}, got {framing!r}')
+    if framing == 'margin':
+        scale = int(rng.integers(36, 72))
+        h = w = 2 * scale  # room around the nodule, cropped below
+        size = 0.32 * scale * rng.uniform(0.8, 1.2)
+    else:
+        h = int(rng.integers(36, 72))
+        w = int(rng.integers(36, 72))
     # Rayleigh-like speckle background
     img = rng.rayleigh(0.35, size=(h, w)) * 110 + 40
     cy, cx = h / 2 + rng.normal(0, 2), w / 2 + rng.normal(0, 2)
-    size = 0.32 * min(h, w) * rng.uniform(0.8, 1.2)
+    if framing == 'random':
+        size = 0.32 * min(h, w) * rng.uniform(0.8, 1.2)
     # aspect: width / height
     if malignant:
         aspect = rng.normal(0.85, 0.25 * difficulty)
@@ -52,18 +71,24 @@ def draw_nodule(rng: np.random.Generator, malignant: bool,
     lesion = rng.rayleigh(0.35, size=(h, w)) * 30 + 15  # hypo-echoic
     img = np.where(mask > 0, lesion, img)
     img = cv2.GaussianBlur(img.astype(np.float32), (3, 3), 0)
+    if framing == 'margin':
+        ys, xs = np.nonzero(mask)
+        m = max(3, int(round(0.15 * max(np.ptp(ys), np.ptp(xs)))))
+        img = img[max(0, ys.min() - m):ys.max() + m + 1,
+                  max(0, xs.min() - m):xs.max() + m + 1]
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def make_crop_set(out_dir: str, counts: dict, seed: int = 0,
                   difficulty: float = 1.0, malignant_frac: float = 0.4,
-                  balanced_basic: bool = False):
+                  balanced_basic: bool = False, framing: str = 'random'):
     """Write ``<out_dir>/<split>/*.png`` and ``<out_dir>/<split>.json``.
 
     ``counts`` maps split name -> number of crops. ``extended_train``
     samples get ``gt_label = -1`` (hidden) and keep ``true_label``.
     ``balanced_basic`` gives ``basic_train`` alternating labels (half
-    malignant), so a handful of labels always holds both classes. Returns
+    malignant), so a handful of labels always holds both classes.
+    ``framing``: how each crop is cut (see :func:`draw_nodule`). Returns
     ``{split: json path}``.
     """
     rng = np.random.default_rng(seed)
@@ -76,7 +101,7 @@ def make_crop_set(out_dir: str, counts: dict, seed: int = 0,
             label = int(rng.random() < malignant_frac)
             if balanced_basic and split == 'basic_train':
                 label = i % 2
-            img = draw_nodule(rng, bool(label), difficulty)
+            img = draw_nodule(rng, bool(label), difficulty, framing)
             name = f'{split}_{i:05d}.png'
             cv2.imwrite(osp.join(out_dir, split, name), img)
             image_id += 1

@@ -106,3 +106,25 @@ def test_tiny_demo_end_to_end_and_resume(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
     assert proc.returncode == 0 and proc.stdout.count('(reused)') == 2
     assert np.isclose(json.load(open(wd / 'results.json'))['rows'][1]['auc'], res['rows'][1]['auc'])
+
+
+def test_margin_framing_crops_follow_the_nodule():
+    rng = np.random.default_rng(0)
+    from mmbus.datasets.synthetic_crops import draw_nodule
+    ratios = {0: [], 1: []}
+    for label in (0, 1):
+        for _ in range(40):
+            img = draw_nodule(rng, bool(label), difficulty=0.3, framing='margin')
+            ratios[label].append(img.shape[1] / img.shape[0])
+            # the nodule (dark) is inside, the margin (bright speckle) on every side
+            assert img[img.shape[0] // 2, img.shape[1] // 2] < img[0, :].mean()
+            assert img[:, 0].mean() > img[img.shape[0] // 2, img.shape[1] // 2]
+    # benign nodules are wider than tall, malignant taller than wide, and the crop shows it
+    assert np.median(ratios[0]) > 1.15 and np.median(ratios[1]) < 0.95
+    # random framing: crop shape independent of the class
+    rng = np.random.default_rng(0)
+    rand = {lab: np.median([(lambda i: i.shape[1] / i.shape[0])(draw_nodule(rng, bool(lab), 0.3))
+                            for _ in range(40)]) for lab in (0, 1)}
+    assert abs(rand[0] - rand[1]) < 0.2
+    with pytest.raises(ValueError, match='framing'):
+        draw_nodule(rng, True, framing='tight')

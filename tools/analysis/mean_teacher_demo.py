@@ -32,6 +32,9 @@ def parse_args(argv=None):
     p.add_argument('--test', type=int, default=400)
     p.add_argument('--difficulty', type=float, default=0.5,
                    help='spread of the shape cues (0.5: separated classes, 1.0: overlapping)')
+    p.add_argument('--framing', choices=('margin', 'random'), default='margin',
+                   help="margin: each crop is the nodule's box plus 15 %% (as real crops are cut); random: "
+                   'crops of random shape, a nuisance a few labels can be fitted to')
     p.add_argument('--epochs', type=int, default=60,
                    help='epochs of 20 iterations (the early stopping of the configs still applies)')
     p.add_argument('--epoch-length', type=int, help='iterations per epoch (default: the configs\' 20)')
@@ -52,7 +55,8 @@ def main(argv=None):
     a = parse_args(argv)
     res = run_demo(a.work_dir, a.seeds,
                    dict(basic_train=a.basic, extended_train=a.extended, val=a.val, test=a.test),
-                   a.difficulty, True, a.methods, a.epochs, a.epoch_length, a.threads, a.force)
+                   a.difficulty, True, a.framing, a.methods, a.epochs, a.epoch_length, a.threads,
+                   a.force)
     print(results_markdown(res['rows'], res['summary']))
     print(f"[mmbus] mean-teacher demo: {osp.join(a.work_dir, 'results.md')}, "
           f"{osp.join(a.work_dir, 'auc_by_seed.png')}")

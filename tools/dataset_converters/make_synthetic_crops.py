@@ -36,6 +36,9 @@ def main(argv=None) -> int:
     p.add_argument('--extended', type=int, default=600, help='unlabelled extended-train crops')
     p.add_argument('--val', type=int, default=150)
     p.add_argument('--test', type=int, default=300)
+    p.add_argument('--framing', choices=('random', 'margin'), default='random',
+                   help="random: crops of random shape around the nodule; margin: the nodule's box plus "
+                   '15 %% (as tools/extract_crops.py cuts real crops)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--difficulty', type=float, default=1.0,
                    help='spread of the shape cues: 0.5 = well separated classes, 1.0 = overlapping')
@@ -49,7 +52,7 @@ def main(argv=None) -> int:
         p.error(f'{a.out} exists and is not empty; choose a new directory')
     paths = make_crop_set(a.out, dict(basic_train=a.basic, extended_train=a.extended,
                                       val=a.val, test=a.test), a.seed, a.difficulty,
-                          balanced_basic=a.balanced_basic)
+                          balanced_basic=a.balanced_basic, framing=a.framing)
     for split, path in paths.items():
         print(f'{split}: {path}')
     print(f'[mmbus] wrote {sum([a.basic, a.extended, a.val, a.test])} crops to {a.out}')
