@@ -37,7 +37,7 @@ DEFAULT_COUNTS = dict(basic_train=6, extended_train=800, val=200, test=400)
 
 def make_seed_crops(out_dir: str, counts: Dict[str, int], seed: int,
                     difficulty: float, balanced_basic: bool,
-                    framing: str = 'margin') -> str:
+                    framing: str = 'random') -> str:
     """Generate one seed's crops into ``out_dir`` (built under a temporary
     name and renamed, so a half-written dataset is never reused)."""
     if osp.isfile(osp.join(out_dir, 'test.json')):
@@ -143,15 +143,30 @@ def save_results(rows: List[dict], work_dir: str, settings: dict) -> dict:
     return summary
 
 
+def set_view_zoom(cfg, zoom: float):
+    """Give a crop-classifier config ``BatchViewAugment(zoom=zoom)``: the
+    mean teacher's student / teacher views, or the supervised configs'
+    batch augmentation (the same views)."""
+    if cfg.model.get('type') == 'SemiClassifier':
+        cfg.model['view_augment']['zoom'] = float(zoom)
+        return cfg
+    aug = cfg.model.get('data_preprocessor', {}).get('batch_augments')
+    if not aug or aug['augments'].get('type') != 'BatchViewAugment':
+        raise ValueError('config has no BatchViewAugment to set the zoom of')
+    aug['augments']['zoom'] = float(zoom)
+    return cfg
+
+
 def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
              counts: Optional[Dict[str, int]] = None,
-             difficulty: float = 0.5, balanced_basic: bool = True,
-             framing: str = 'margin',
+             difficulty: float = 0.7, balanced_basic: bool = True,
+             framing: str = 'random',
              methods: Sequence[str] = METHODS, epochs: Optional[int] = 60,
              epoch_length: Optional[int] = None, threads: int = 2,
-             force: bool = False, log=print) -> dict:
+             force: bool = False, zoom: float = 0.0, log=print) -> dict:
     """Generate, train and test every (seed, method); returns
-    ``dict(rows=..., summary=...)``."""
+    ``dict(rows=..., summary=...)``. ``zoom > 0`` adds a random isotropic
+    zoom to every method's views (:class:`BatchViewAugment`)."""
     for m in methods:
         method_config(m)  # unknown names fail before any work
     if not seeds:
@@ -162,7 +177,8 @@ def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
     settings = dict(counts=counts, difficulty=difficulty,
                     balanced_basic=balanced_basic, framing=framing,
                     epochs=epochs,
-                    epoch_length=epoch_length, methods=list(methods),
+                    epoch_length=epoch_length, zoom=zoom,
+                    methods=list(methods),
                     seeds=list(seeds))
     rows: List[dict] = []
     total = len(seeds) * len(methods)
@@ -177,6 +193,8 @@ def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
             mfile = osp.join(out, 'metrics.json')
             cfg = classifier_config(repo_path(method_config(m)), crops,
                                     epochs, epoch_length, roc_dir=out, seed=s)
+            if zoom:
+                cfg = set_view_zoom(cfg, zoom)
             cfg_path = write_config(cfg, osp.join(sdir, 'configs', f'{m}.py'))
             log(f'[demo] ({len(rows) + 1}/{total}) seed {s} {m} ...')
             wall = None

@@ -50,6 +50,9 @@ class BatchViewAugment(nn.Module):
         noise_std (float): Std of the additive Gaussian input noise.
         translate (int): Max random shift in pixels (0 = off).
         scale (float): Max relative stretch per axis (0 = off, < 1).
+        zoom (float): Max relative isotropic zoom, both axes by the same
+            factor in ``[1 - zoom, 1 + zoom]`` (0 = off, < 1); keeps aspect
+            ratios, changes size and how much of the surroundings is seen.
     """
 
     def __init__(self,
@@ -58,18 +61,23 @@ class BatchViewAugment(nn.Module):
                  contrast: float = 0.0,
                  noise_std: float = 0.15,
                  translate: int = 0,
-                 scale: float = 0.0):
+                 scale: float = 0.0,
+                 zoom: float = 0.0):
         super().__init__()
         for name, v in dict(flip_prob=flip_prob, brightness=brightness,
                             contrast=contrast, noise_std=noise_std,
-                            translate=translate, scale=scale).items():
+                            translate=translate, scale=scale,
+                            zoom=zoom).items():
             if v < 0:
                 raise ValueError(f'{name} must be >= 0, got {v}')
         if flip_prob > 1:
             raise ValueError(f'flip_prob must be <= 1, got {flip_prob}')
         if scale >= 1:
             raise ValueError(f'scale must be < 1, got {scale}')
+        if zoom >= 1:
+            raise ValueError(f'zoom must be < 1, got {zoom}')
         self.scale = float(scale)
+        self.zoom = float(zoom)
         self.flip_prob = flip_prob
         self.brightness = brightness
         self.contrast = contrast
@@ -99,6 +107,8 @@ class BatchViewAugment(nn.Module):
         b = x.size(0)
         s = 1 + (torch.rand(b, 2, device=x.device, dtype=x.dtype) * 2 - 1) \
             * self.scale
+        s = s * (1 + (torch.rand(b, 1, device=x.device, dtype=x.dtype) * 2 -
+                      1) * self.zoom)
         theta = x.new_zeros(b, 2, 3)
         theta[:, 0, 0] = 1 / s[:, 0]
         theta[:, 1, 1] = 1 / s[:, 1]
@@ -110,7 +120,7 @@ class BatchViewAugment(nn.Module):
         """Return an augmented copy of the (B, C, H, W) batch ``x``."""
         b = x.size(0)
         shape = (b, 1, 1, 1)
-        if self.scale > 0:
+        if self.scale > 0 or self.zoom > 0:
             x = self._stretch(x)
         if self.translate > 0:
             x = self._translate(x)

@@ -128,3 +128,17 @@ def test_margin_framing_crops_follow_the_nodule():
     assert abs(rand[0] - rand[1]) < 0.2
     with pytest.raises(ValueError, match='framing'):
         draw_nodule(rng, True, framing='tight')
+
+
+def test_zoom_reaches_every_methods_views():
+    from mmbus.apis.busbra_experiment import _as_dict, method_config
+    from mmbus.apis.mean_teacher_demo import set_view_zoom
+    for m in ('mean_teacher', 'supervised_basic', 'supervised_all'):
+        cfg = set_view_zoom(_as_dict(str(REPO / method_config(m))), 0.25)
+        aug = (cfg.model['view_augment'] if m == 'mean_teacher'
+               else cfg.model['data_preprocessor']['batch_augments']['augments'])
+        assert aug['type'] == 'BatchViewAugment' and aug['zoom'] == 0.25
+        assert aug['translate'] == 2  # the configs' other view settings are kept
+    from mmengine.config import Config
+    with pytest.raises(ValueError, match='BatchViewAugment'):
+        set_view_zoom(Config(dict(model=dict(type='ImageClassifier'))), 0.25)

@@ -310,3 +310,19 @@ def test_view_augment_stretch_scales_each_axis_within_bounds():
         BatchViewAugment(scale=1.0)
     with pytest.raises(ValueError, match='scale'):
         BatchViewAugment(scale=-0.1)
+
+
+def test_view_augment_zoom_scales_both_axes_together():
+    torch.manual_seed(0)
+    aug = BatchViewAugment(flip_prob=0, brightness=0, noise_std=0, zoom=0.25)
+    x = torch.zeros(64, 1, 64, 64)
+    x[:, :, 16:48, 24:40] = 1.0  # 32 tall x 16 wide
+    y = aug(x)
+    heights = (y[:, 0, :, 32] > 0.5).sum(1).float()
+    widths = (y[:, 0, 32, :] > 0.5).sum(1).float()
+    # sizes vary within 32 * [0.75, 1.25] (+-1 px) ...
+    assert heights.min() >= 23 and heights.max() <= 41 and heights.std() > 2
+    # ... but the aspect ratio stays 2 (+- rasterisation), unlike the stretch
+    assert ((heights / widths) - 2).abs().max() < 0.25
+    with pytest.raises(ValueError, match='zoom'):
+        BatchViewAugment(zoom=1.5)

@@ -3,7 +3,7 @@ nodule crops, one fresh dataset per seed, each method through the stock tools/tr
 with its CPU-quick config.
 
     .venv/bin/python tools/analysis/mean_teacher_demo.py [--work-dir work_dirs/mean_teacher_demo] \
-        [--seeds 0 1 2] [--basic 6] [--extended 800] [--val 200] [--test 400] [--difficulty 0.5] \
+        [--seeds 0 1 2] [--basic 6] [--extended 800] [--val 200] [--test 400] [--difficulty 0.7] [--framing random] \
         [--epochs 60] [--methods supervised_basic mean_teacher supervised_all]
 
 Defaults are the README's run (about 10 minutes per seed on 2 CPU cores). Writes WORK_DIR/results.{json,md},
@@ -30,11 +30,13 @@ def parse_args(argv=None):
     p.add_argument('--extended', type=int, default=800, help='unlabelled crops')
     p.add_argument('--val', type=int, default=200)
     p.add_argument('--test', type=int, default=400)
-    p.add_argument('--difficulty', type=float, default=0.5,
+    p.add_argument('--difficulty', type=float, default=0.7,
                    help='spread of the shape cues (0.5: separated classes, 1.0: overlapping)')
-    p.add_argument('--framing', choices=('margin', 'random'), default='margin',
+    p.add_argument('--framing', choices=('random', 'margin'), default='random',
                    help="margin: each crop is the nodule's box plus 15 %% (as real crops are cut); random: "
                    'crops of random shape, a nuisance a few labels can be fitted to')
+    p.add_argument('--zoom', type=float, default=0.0,
+                   help='random isotropic zoom (+-ZOOM) in every method\'s views (0 = the configs\' views)')
     p.add_argument('--epochs', type=int, default=60,
                    help='epochs of 20 iterations (the early stopping of the configs still applies)')
     p.add_argument('--epoch-length', type=int, help='iterations per epoch (default: the configs\' 20)')
@@ -46,6 +48,8 @@ def parse_args(argv=None):
         p.error('need --basic >= 2 (both classes), --extended >= 1, --val >= 2, --test >= 2')
     if a.difficulty <= 0:
         p.error('--difficulty must be > 0')
+    if not 0 <= a.zoom < 1:
+        p.error('--zoom must be in [0, 1)')
     if a.epochs < 1 or (a.epoch_length is not None and a.epoch_length < 1):
         p.error('--epochs and --epoch-length must be >= 1')
     return a
@@ -56,7 +60,7 @@ def main(argv=None):
     res = run_demo(a.work_dir, a.seeds,
                    dict(basic_train=a.basic, extended_train=a.extended, val=a.val, test=a.test),
                    a.difficulty, True, a.framing, a.methods, a.epochs, a.epoch_length, a.threads,
-                   a.force)
+                   a.force, a.zoom)
     print(results_markdown(res['rows'], res['summary']))
     print(f"[mmbus] mean-teacher demo: {osp.join(a.work_dir, 'results.md')}, "
           f"{osp.join(a.work_dir, 'auc_by_seed.png')}")
