@@ -21,6 +21,8 @@ import os
 import os.path as osp
 import shutil
 import statistics
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from mmbus.apis.busbra_experiment import (_roc_csv, _save_fig, best_checkpoint,
@@ -29,23 +31,32 @@ from mmbus.apis.busbra_experiment import (_roc_csv, _save_fig, best_checkpoint,
                                           read_roc_csv, repo_path, run_logged,
                                           strip_prefix, tool, write_config)
 from mmbus.datasets.synthetic_crops import make_crop_set
+from mmbus.utils.io import atomic_write
 
 METHODS = ('supervised_basic', 'mean_teacher', 'supervised_all')
-#: The README's demo data: 6 labelled crops (3 + 3), 800 unlabelled.
-DEFAULT_COUNTS = dict(basic_train=6, extended_train=800, val=200, test=400)
+#: The README's demo data: 4 labelled crops (2 + 2), 800 unlabelled.
+DEFAULT_COUNTS = dict(basic_train=4, extended_train=800, val=200, test=400)
 
 
 def make_seed_crops(out_dir: str, counts: Dict[str, int], seed: int,
                     difficulty: float, balanced_basic: bool,
                     framing: str = 'random') -> str:
     """Generate one seed's crops into ``out_dir`` (built under a temporary
-    name and renamed, so a half-written dataset is never reused)."""
-    if osp.isfile(osp.join(out_dir, 'test.json')):
-        return out_dir
+    name and renamed, so a half-written dataset is never reused). A dataset
+    made with other settings is regenerated (``settings.json`` says which)."""
+    settings = dict(counts=dict(counts), seed=seed, difficulty=difficulty,
+                    balanced_basic=balanced_basic, framing=framing)
+    stamp = osp.join(out_dir, 'settings.json')
+    if osp.isfile(stamp):
+        with open(stamp) as f:
+            if json.load(f) == settings:
+                return out_dir
     tmp = out_dir + '.tmp'
     shutil.rmtree(tmp, ignore_errors=True)
     make_crop_set(tmp, dict(counts), seed, difficulty,
                   balanced_basic=balanced_basic, framing=framing)
+    with open(osp.join(tmp, 'settings.json'), 'w') as f:
+        json.dump(settings, f)
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)
     return out_dir
@@ -143,17 +154,28 @@ def save_results(rows: List[dict], work_dir: str, settings: dict) -> dict:
     return summary
 
 
-def set_view_zoom(cfg, zoom: float):
-    """Give a crop-classifier config ``BatchViewAugment(zoom=zoom)``: the
-    mean teacher's student / teacher views, or the supervised configs'
-    batch augmentation (the same views)."""
+#: ``BatchViewAugment`` arguments the demo may set for every method.
+VIEW_KEYS = ('translate', 'zoom', 'contrast', 'scale')
+
+
+def set_views(cfg, **views):
+    """Set ``BatchViewAugment`` arguments (``translate``, ``zoom``,
+    ``contrast``, ``scale``) in a crop-classifier config: the mean teacher's
+    student / teacher views, or the supervised configs' batch augmentation,
+    so every method trains on the same views."""
+    unknown = sorted(set(views) - set(VIEW_KEYS))
+    if unknown:
+        raise ValueError(f'unknown view arguments {unknown}; expected some '
+                         f'of {VIEW_KEYS}')
     if cfg.model.get('type') == 'SemiClassifier':
-        cfg.model['view_augment']['zoom'] = float(zoom)
-        return cfg
-    aug = cfg.model.get('data_preprocessor', {}).get('batch_augments')
-    if not aug or aug['augments'].get('type') != 'BatchViewAugment':
-        raise ValueError('config has no BatchViewAugment to set the zoom of')
-    aug['augments']['zoom'] = float(zoom)
+        aug = cfg.model['view_augment']
+    else:
+        aug = cfg.model.get('data_preprocessor', {}).get(
+            'batch_augments', {}).get('augments')
+    if not aug or aug.get('type') != 'BatchViewAugment':
+        raise ValueError('config has no BatchViewAugment to set the views of')
+    for k, v in views.items():
+        aug[k] = int(v) if k == 'translate' else float(v)
     return cfg
 
 
@@ -161,12 +183,22 @@ def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
              counts: Optional[Dict[str, int]] = None,
              difficulty: float = 0.7, balanced_basic: bool = True,
              framing: str = 'random',
-             methods: Sequence[str] = METHODS, epochs: Optional[int] = 60,
+             methods: Sequence[str] = METHODS, epochs: Optional[int] = 30,
              epoch_length: Optional[int] = None, threads: int = 2,
-             force: bool = False, zoom: float = 0.0, log=print) -> dict:
+             force: bool = False, views: Optional[Dict[str, float]] = None,
+             consistency_weight: Optional[float] = None,
+             consistency_on: Optional[str] = None, jobs: int = 1,
+             log=print) -> dict:
     """Generate, train and test every (seed, method); returns
-    ``dict(rows=..., summary=...)``. ``zoom > 0`` adds a random isotropic
-    zoom to every method's views (:class:`BatchViewAugment`)."""
+    ``dict(rows=..., summary=...)``.
+
+    ``views`` sets :class:`BatchViewAugment` arguments (see :func:`set_views`)
+    in every method's config, so all methods see the same augmentation;
+    ``consistency_weight`` (``w_max``) and ``consistency_on``
+    (``'unlabelled'`` / ``'all'``) change the mean teacher only. ``None``
+    keeps the configs' values. ``jobs`` runs train at once, each with
+    ``threads`` torch threads.
+    """
     for m in methods:
         method_config(m)  # unknown names fail before any work
     if not seeds:
@@ -177,59 +209,117 @@ def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
     settings = dict(counts=counts, difficulty=difficulty,
                     balanced_basic=balanced_basic, framing=framing,
                     epochs=epochs,
-                    epoch_length=epoch_length, zoom=zoom,
+                    epoch_length=epoch_length, views=dict(views or {}),
+                    consistency_weight=consistency_weight,
+                    consistency_on=consistency_on,
                     methods=list(methods),
                     seeds=list(seeds))
-    rows: List[dict] = []
-    total = len(seeds) * len(methods)
+    # 1. data and configs for every (seed, method)
+    runs = []
     for s in seeds:
         sdir = osp.join(work_dir, f'seed_{s}')
         crops = make_seed_crops(osp.join(sdir, 'crops'), counts, s,
                                 difficulty, balanced_basic, framing)
-        curves, aucs = {}, {}
+        with open(osp.join(crops, 'settings.json')) as f:
+            crop_settings = f.read()
         for m in methods:
-            wd = osp.join(sdir, m)
-            out = osp.join(wd, 'test')
-            mfile = osp.join(out, 'metrics.json')
-            cfg = classifier_config(repo_path(method_config(m)), crops,
-                                    epochs, epoch_length, roc_dir=out, seed=s)
-            if zoom:
-                cfg = set_view_zoom(cfg, zoom)
+            cfg = classifier_config(
+                repo_path(method_config(m)), crops, epochs, epoch_length,
+                roc_dir=osp.join(sdir, m, 'test'), seed=s,
+                consistency_weight=consistency_weight)
+            if views:
+                cfg = set_views(cfg, **views)
+            if consistency_on and cfg.model.get('type') == 'SemiClassifier':
+                cfg.model['consistency_on'] = consistency_on
             cfg_path = write_config(cfg, osp.join(sdir, 'configs', f'{m}.py'))
-            log(f'[demo] ({len(rows) + 1}/{total}) seed {s} {m} ...')
-            wall = None
-            if force or not osp.isfile(mfile):
-                if force:
-                    shutil.rmtree(wd, ignore_errors=True)
-                wall = run_logged([python(), tool('tools/train.py'), cfg_path,
-                                   '--work-dir', wd],
-                                  osp.join(sdir, 'logs', f'{m}_train.log'),
-                                  threads=threads)
-                run_logged([python(), tool('tools/test.py'), cfg_path,
-                            best_checkpoint(wd), '--work-dir', out,
-                            '--out-metrics', mfile],
-                           osp.join(sdir, 'logs', f'{m}_test.log'),
-                           threads=threads)
-            with open(mfile) as f:
-                met = strip_prefix(json.load(f))
-            row = dict(seed=s, method=m, auc=met['auc'],
-                       auc_ci_low=met['auc_ci_low'],
-                       auc_ci_high=met['auc_ci_high'],
-                       sensitivity=met.get('sensitivity'),
-                       specificity=met.get('specificity'),
-                       accuracy=met.get('accuracy'),
-                       best_checkpoint=osp.basename(best_checkpoint(wd)),
-                       train_s=wall)
-            rows.append(row)
-            log(f'[demo] seed {s} {m}: AUC {row["auc"]:.3f} '
-                f'[{row["auc_ci_low"]:.3f}, {row["auc_ci_high"]:.3f}]'
-                + (f', trained in {wall:.0f} s' if wall else ' (reused)'))
-            roc = _roc_csv(out)
-            if roc:
-                curves[m] = read_roc_csv(roc)
-                aucs[m] = met
-            summary = save_results(rows, work_dir, settings)
+            # a finished run is reused only if it was trained with this very
+            # config and data (changed demo options retrain it)
+            stamp_text = Path(cfg_path).read_text() + \
+                '\n# crops: ' + crop_settings + '\n'
+            runs.append(dict(seed=s, method=m, sdir=sdir, cfg=cfg_path,
+                             wd=osp.join(sdir, m), stamp_text=stamp_text))
+
+    def reusable(r):
+        stamp = osp.join(r['wd'], 'demo_config.py')
+        return not force and osp.isfile(_metrics_file(r)) and \
+            osp.isfile(stamp) and Path(stamp).read_text() == r['stamp_text']
+
+    def train_and_test(r):
+        shutil.rmtree(r['wd'], ignore_errors=True)
+        logs = osp.join(r['sdir'], 'logs')
+        wall = run_logged([python(), tool('tools/train.py'), r['cfg'],
+                           '--work-dir', r['wd']],
+                          osp.join(logs, f"{r['method']}_train.log"),
+                          threads=threads)
+        run_logged([python(), tool('tools/test.py'), r['cfg'],
+                    best_checkpoint(r['wd']), '--work-dir',
+                    osp.join(r['wd'], 'test'), '--out-metrics',
+                    _metrics_file(r)],
+                   osp.join(logs, f"{r['method']}_test.log"),
+                   threads=threads)
+        atomic_write(osp.join(r['wd'], 'demo_config.py'),
+                     lambda p: Path(p).write_text(r['stamp_text']))
+        return wall
+
+    # 2. train + test (``jobs`` at a time); results are rewritten after
+    # every finished run, so an interrupted demo keeps what it finished
+    rows: List[dict] = []
+    summary: dict = {}
+
+    def collect(r, wall):
+        nonlocal summary
+        with open(_metrics_file(r)) as f:
+            met = strip_prefix(json.load(f))
+        row = dict(seed=r['seed'], method=r['method'], auc=met['auc'],
+                   auc_ci_low=met['auc_ci_low'],
+                   auc_ci_high=met['auc_ci_high'],
+                   sensitivity=met.get('sensitivity'),
+                   specificity=met.get('specificity'),
+                   accuracy=met.get('accuracy'),
+                   best_checkpoint=osp.basename(best_checkpoint(r['wd'])),
+                   train_s=wall)
+        rows.append(row)
+        rows.sort(key=lambda x: (seeds.index(x['seed']),
+                                 list(methods).index(x['method'])))
+        log(f"[demo] ({len(rows)}/{len(runs)}) seed {r['seed']} "
+            f"{r['method']}: AUC {row['auc']:.3f} "
+            f"[{row['auc_ci_low']:.3f}, {row['auc_ci_high']:.3f}]" +
+            (f', trained in {wall:.0f} s' if wall else ' (reused)'))
+        summary = save_results(rows, work_dir, settings)
+
+    todo = []
+    for r in runs:
+        if reusable(r):
+            collect(r, None)
+        else:
+            todo.append(r)
+    if todo:
+        log(f'[demo] training {len(todo)} run(s), {jobs} at a time, '
+            f'{threads} thread(s) each')
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {pool.submit(train_and_test, r): r for r in todo}
+        try:
+            for fut in as_completed(futures):
+                collect(futures[fut], fut.result())
+        except BaseException:
+            for fut in futures:  # a failed run stops the queued ones
+                fut.cancel()
+            raise
+
+    # 3. one ROC figure per seed
+    for s in seeds:
+        curves, aucs = {}, {}
+        for r in runs:
+            roc = _roc_csv(osp.join(r['wd'], 'test'))
+            if r['seed'] == s and roc:
+                curves[r['method']] = read_roc_csv(roc)
+                with open(_metrics_file(r)) as f:
+                    aucs[r['method']] = strip_prefix(json.load(f))
         if curves:
-            plot_rocs(curves, aucs, osp.join(sdir, 'roc.png'),
+            plot_rocs(curves, aucs, osp.join(work_dir, f'seed_{s}', 'roc.png'),
                       f'Synthetic crops, seed {s}: test ROC')
     return dict(rows=rows, summary=summary)
+
+
+def _metrics_file(run: dict) -> str:
+    return osp.join(run['wd'], 'test', 'metrics.json')

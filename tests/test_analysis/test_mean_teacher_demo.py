@@ -106,6 +106,14 @@ def test_tiny_demo_end_to_end_and_resume(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
     assert proc.returncode == 0 and proc.stdout.count('(reused)') == 2
     assert np.isclose(json.load(open(wd / 'results.json'))['rows'][1]['auc'], res['rows'][1]['auc'])
+    # a changed mean-teacher option retrains the mean teacher only
+    proc = subprocess.run(cmd + ['--consistency-weight', '3'], capture_output=True, text=True, cwd=REPO,
+                          env=env, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.count('(reused)') == 1
+    assert 'seed 0 supervised_basic' in [ln for ln in proc.stdout.splitlines() if '(reused)' in ln][0]
+    cfg = (wd / 'seed_0' / 'mean_teacher' / 'demo_config.py').read_text()
+    assert 'consistency_weight=3.0' in cfg
+    assert json.load(open(wd / 'results.json'))['settings']['consistency_weight'] == 3.0
 
 
 def test_margin_framing_crops_follow_the_nodule():
@@ -130,15 +138,26 @@ def test_margin_framing_crops_follow_the_nodule():
         draw_nodule(rng, True, framing='tight')
 
 
-def test_zoom_reaches_every_methods_views():
+def test_views_reach_every_methods_augmentation():
     from mmbus.apis.busbra_experiment import _as_dict, method_config
-    from mmbus.apis.mean_teacher_demo import set_view_zoom
+    from mmbus.apis.mean_teacher_demo import set_views
     for m in ('mean_teacher', 'supervised_basic', 'supervised_all'):
-        cfg = set_view_zoom(_as_dict(str(REPO / method_config(m))), 0.25)
+        cfg = set_views(_as_dict(str(REPO / method_config(m))), zoom=0.25, translate=3, contrast=0.2)
         aug = (cfg.model['view_augment'] if m == 'mean_teacher'
                else cfg.model['data_preprocessor']['batch_augments']['augments'])
-        assert aug['type'] == 'BatchViewAugment' and aug['zoom'] == 0.25
-        assert aug['translate'] == 2  # the configs' other view settings are kept
+        assert aug['type'] == 'BatchViewAugment'
+        assert (aug['zoom'], aug['translate'], aug['contrast']) == (0.25, 3, 0.2)
+        assert aug['noise_std'] == 0.15  # the configs' other view settings are kept
     from mmengine.config import Config
     with pytest.raises(ValueError, match='BatchViewAugment'):
-        set_view_zoom(Config(dict(model=dict(type='ImageClassifier'))), 0.25)
+        set_views(Config(dict(model=dict(type='ImageClassifier'))), zoom=0.25)
+    with pytest.raises(ValueError, match='unknown view arguments'):
+        set_views(_as_dict(str(REPO / method_config('mean_teacher'))), rotate=10)
+
+
+def test_seed_crops_made_with_other_settings_are_regenerated(tmp_path):
+    out = str(tmp_path / 'crops')
+    make_seed_crops(out, dict(basic_train=2, extended_train=2, val=2, test=2), 0, 0.5, True)
+    make_seed_crops(out, dict(basic_train=4, extended_train=2, val=2, test=2), 0, 0.5, True)
+    assert len(json.load(open(osp.join(out, 'basic_train.json')))['data_list']) == 4
+    assert json.load(open(osp.join(out, 'settings.json')))['counts']['basic_train'] == 4
