@@ -269,7 +269,7 @@ def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
     def collect(r, wall):
         nonlocal summary
         with open(_metrics_file(r)) as f:
-            met = strip_prefix(json.load(f))
+            met = r['metrics'] = strip_prefix(json.load(f))
         row = dict(seed=r['seed'], method=r['method'], auc=met['auc'],
                    auc_ci_low=met['auc_ci_low'],
                    auc_ci_high=met['auc_ci_high'],
@@ -306,15 +306,14 @@ def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
                 fut.cancel()
             raise
 
-    # 3. one ROC figure per seed
+    # 3. one ROC figure per seed (metrics as read by collect)
     for s in seeds:
         curves, aucs = {}, {}
-        for r in runs:
+        for r in (r for r in runs if r['seed'] == s):
             roc = _roc_csv(osp.join(r['wd'], 'test'))
-            if r['seed'] == s and roc:
+            if roc:
                 curves[r['method']] = read_roc_csv(roc)
-                with open(_metrics_file(r)) as f:
-                    aucs[r['method']] = strip_prefix(json.load(f))
+                aucs[r['method']] = r['metrics']
         if curves:
             plot_rocs(curves, aucs, osp.join(work_dir, f'seed_{s}', 'roc.png'),
                       f'Synthetic crops, seed {s}: test ROC')
