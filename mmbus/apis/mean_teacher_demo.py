@@ -31,6 +31,7 @@ from mmbus.apis.busbra_experiment import (_roc_csv, _save_fig, best_checkpoint,
                                           read_roc_csv, repo_path, run_logged,
                                           strip_prefix, tool, write_config)
 from mmbus.datasets.synthetic_crops import make_crop_set
+from mmbus.evaluation.binary_diagnostic_metric import delong_auc
 from mmbus.utils.io import atomic_write
 
 METHODS = ('supervised_basic', 'mean_teacher', 'supervised_all')
@@ -40,12 +41,14 @@ DEFAULT_COUNTS = dict(basic_train=4, extended_train=800, val=200, test=400)
 
 def make_seed_crops(out_dir: str, counts: Dict[str, int], seed: int,
                     difficulty: float, balanced_basic: bool,
-                    framing: str = 'random') -> str:
+                    framing: str = 'random', gain: float = 1.0) -> str:
     """Generate one seed's crops into ``out_dir`` (built under a temporary
     name and renamed, so a half-written dataset is never reused). A dataset
     made with other settings is regenerated (``settings.json`` says which)."""
     settings = dict(counts=dict(counts), seed=seed, difficulty=difficulty,
                     balanced_basic=balanced_basic, framing=framing)
+    if gain != 1:  # (keeps the stamps of crops made before this option)
+        settings['gain'] = gain
     stamp = osp.join(out_dir, 'settings.json')
     if osp.isfile(stamp):
         with open(stamp) as f:
@@ -54,12 +57,47 @@ def make_seed_crops(out_dir: str, counts: Dict[str, int], seed: int,
     tmp = out_dir + '.tmp'
     shutil.rmtree(tmp, ignore_errors=True)
     make_crop_set(tmp, dict(counts), seed, difficulty,
-                  balanced_basic=balanced_basic, framing=framing)
+                  balanced_basic=balanced_basic, framing=framing, gain=gain)
     with open(osp.join(tmp, 'settings.json'), 'w') as f:
         json.dump(settings, f)
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)
     return out_dir
+
+
+def orientation_auc(predictions: str) -> Optional[float]:
+    """How far a run's malignancy scores follow the crops' orientation, a
+    feature unrelated to the class: AUC of the scores for "taller than wide"
+    over the test crops in ``predictions`` (a ``tools/test.py --out``
+    pickle); square crops are left out, ``None`` when either orientation is
+    missing. 0.5: orientation ignored; near 0 or 1: the score is largely the
+    orientation (letterboxing turns it into padding above-and-below or
+    left-and-right, a two-valued feature a few labels can line up with)."""
+    import pickle
+
+    import numpy as np
+    with open(predictions, 'rb') as f:
+        preds = pickle.load(f)
+    shapes = np.array([p['ori_shape'][:2] for p in preds], dtype=np.int64)
+    scores = np.array([float(np.asarray(p['pred_score'])[1]) for p in preds])
+    keep = shapes[:, 0] != shapes[:, 1]
+    portrait = (shapes[:, 0] > shapes[:, 1])[keep]
+    if portrait.all() or not portrait.any():
+        return None
+    return delong_auc(scores[keep], portrait.astype(int))[0]
+
+
+def labelled_orientation(ann_file: str) -> List[str]:
+    """``'<class> <P|L|S>'`` per labelled crop (portrait, landscape,
+    square): shows whether the few labels line up with the orientation."""
+    with open(ann_file) as f:
+        data = json.load(f)['data_list']
+    out = []
+    for d in data:
+        w, h = d['bbox'][2] - d['bbox'][0], d['bbox'][3] - d['bbox'][1]
+        out.append(('malignant' if d['gt_label'] else 'benign') + ' ' +
+                   ('P' if h > w else 'L' if w > h else 'S'))
+    return out
 
 
 def summarise(rows: List[dict]) -> dict:
@@ -108,6 +146,20 @@ def results_markdown(rows: List[dict], summary: dict) -> str:
             for s in seeds] + [f"{d['mean']:+.3f} ({d['wins']}/{d['n']} "
                                'seeds ahead)']
         lines.append('| ' + ' | '.join(cells) + ' |')
+    if any(r.get('orientation_auc') is not None for r in rows):
+        lines += ['', 'How far the test scores follow the crop orientation '
+                  '(AUC for "taller than wide"; 0.5 = ignored), and the '
+                  'labelled crops (P: taller, L: wider than tall)', '',
+                  '| method | ' + ' | '.join(f'seed {s}' for s in seeds) +
+                  ' |', '|' + '---|' * (len(seeds) + 1)]
+        for m in methods:
+            o = [cell.get((s, m), {}).get('orientation_auc') for s in seeds]
+            lines.append(f'| {m} | ' + ' | '.join(
+                '' if v is None else f'{v:.3f}' for v in o) + ' |')
+        lab = [next((r.get('labelled') for r in rows if r['seed'] == s
+                     and r.get('labelled')), None) for s in seeds]
+        lines.append('| labelled crops | ' + ' | '.join(
+            '' if v is None else ', '.join(v) for v in lab) + ' |')
     return '\n'.join(lines)
 
 
@@ -188,7 +240,7 @@ def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
              force: bool = False, views: Optional[Dict[str, float]] = None,
              consistency_weight: Optional[float] = None,
              consistency_on: Optional[str] = None, jobs: int = 1,
-             log=print) -> dict:
+             log=print, gain: float = 1.0) -> dict:
     """Generate, train and test every (seed, method); returns
     ``dict(rows=..., summary=...)``.
 
@@ -207,7 +259,7 @@ def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
     work_dir = osp.abspath(work_dir)
     os.makedirs(work_dir, exist_ok=True)
     settings = dict(counts=counts, difficulty=difficulty,
-                    balanced_basic=balanced_basic, framing=framing,
+                    balanced_basic=balanced_basic, framing=framing, gain=gain,
                     epochs=epochs,
                     epoch_length=epoch_length, views=dict(views or {}),
                     consistency_weight=consistency_weight,
@@ -219,7 +271,7 @@ def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
     for s in seeds:
         sdir = osp.join(work_dir, f'seed_{s}')
         crops = make_seed_crops(osp.join(sdir, 'crops'), counts, s,
-                                difficulty, balanced_basic, framing)
+                                difficulty, balanced_basic, framing, gain)
         with open(osp.join(crops, 'settings.json')) as f:
             crop_settings = f.read()
         for m in methods:
@@ -244,19 +296,22 @@ def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
         return not force and osp.isfile(_metrics_file(r)) and \
             osp.isfile(stamp) and Path(stamp).read_text() == r['stamp_text']
 
-    def train_and_test(r):
-        shutil.rmtree(r['wd'], ignore_errors=True)
-        logs = osp.join(r['sdir'], 'logs')
-        wall = run_logged([python(), tool('tools/train.py'), r['cfg'],
-                           '--work-dir', r['wd']],
-                          osp.join(logs, f"{r['method']}_train.log"),
-                          threads=threads)
+    def test(r):
         run_logged([python(), tool('tools/test.py'), r['cfg'],
                     best_checkpoint(r['wd']), '--work-dir',
                     osp.join(r['wd'], 'test'), '--out-metrics',
-                    _metrics_file(r)],
-                   osp.join(logs, f"{r['method']}_test.log"),
+                    _metrics_file(r), '--out', _predictions_file(r)],
+                   osp.join(r['sdir'], 'logs', f"{r['method']}_test.log"),
                    threads=threads)
+
+    def train_and_test(r):
+        shutil.rmtree(r['wd'], ignore_errors=True)
+        wall = run_logged([python(), tool('tools/train.py'), r['cfg'],
+                           '--work-dir', r['wd']],
+                          osp.join(r['sdir'], 'logs',
+                                   f"{r['method']}_train.log"),
+                          threads=threads)
+        test(r)
         atomic_write(osp.join(r['wd'], 'demo_config.py'),
                      lambda p: Path(p).write_text(r['stamp_text']))
         return wall
@@ -276,6 +331,9 @@ def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
                    sensitivity=met.get('sensitivity'),
                    specificity=met.get('specificity'),
                    accuracy=met.get('accuracy'),
+                   orientation_auc=orientation_auc(_predictions_file(r)),
+                   labelled=labelled_orientation(
+                       osp.join(r['sdir'], 'crops', 'basic_train.json')),
                    best_checkpoint=osp.basename(best_checkpoint(r['wd'])),
                    train_s=wall)
         rows.append(row)
@@ -290,6 +348,8 @@ def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
     todo = []
     for r in runs:
         if reusable(r):
+            if not osp.isfile(_predictions_file(r)):
+                test(r)  # a run from before predictions were kept
             collect(r, None)
         else:
             todo.append(r)
@@ -322,3 +382,7 @@ def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
 
 def _metrics_file(run: dict) -> str:
     return osp.join(run['wd'], 'test', 'metrics.json')
+
+
+def _predictions_file(run: dict) -> str:
+    return osp.join(run['wd'], 'test', 'predictions.pkl')

@@ -20,11 +20,12 @@ import numpy as np
 SPLITS = ('basic_train', 'extended_train', 'val', 'test')
 
 
-FRAMINGS = ('random', 'margin')
+FRAMINGS = ('random', 'margin', 'square')
 
 
 def draw_nodule(rng: np.random.Generator, malignant: bool,
-                difficulty: float = 1.0, framing: str = 'random') -> np.ndarray:
+                difficulty: float = 1.0, framing: str = 'random',
+                gain: float = 1.0) -> np.ndarray:
     """One grey-scale crop (uint8, HxW); ``difficulty`` widens the class
     overlap.
 
@@ -33,13 +34,29 @@ def draw_nodule(rng: np.random.Generator, malignant: bool,
     the nodule (a nuisance a few labels can be fitted to); ``'margin'`` --
     the nodule's bounding box plus a margin of 15% of its longer side (at
     least 3 px), as ``tools/extract_crops.py`` cuts real crops, so the crop
-    follows the nodule's shape.
+    follows the nodule's shape; ``'square'`` -- a square crop centred on the
+    nodule, its side 1.3-2.6 times the nodule's longer side, so the nodule's
+    scale in the crop varies continuously and only the nodule itself shows
+    its shape. Random framing, once letterboxed, puts the padding either
+    above-and-below or left-and-right: a two-valued feature unrelated to the
+    class, which a few labels can coincide with and a semi-supervised
+    learner can then spread to the unlabelled crops; square framing has no
+    such feature.
+
+    ``gain`` > 1: the whole crop is multiplied by a factor drawn
+    log-uniformly from ``[1/gain, gain]``, as the scanner's overall gain
+    differs between operators: a brightness that says nothing about the
+    class. 1 (default) draws nothing, so the other crops stay as they were.
     """
     if framing not in FRAMINGS:
         raise ValueError(f'framing must be one of {FRAMINGS}, got {framing!r}')
-    if framing == 'margin':
+    if not gain >= 1:
+        raise ValueError(f'gain must be >= 1, got {gain}')
+    if framing in ('margin', 'square'):
         scale = int(rng.integers(36, 72))
-        h = w = 2 * scale  # room around the nodule, cropped below
+        # room around the nodule, cropped below (a square crop may be 2.6x
+        # the nodule's extent, which reaches ~1.1 * scale)
+        h = w = (2 if framing == 'margin' else 3) * scale
         size = 0.32 * scale * rng.uniform(0.8, 1.2)
     else:
         h = int(rng.integers(36, 72))
@@ -76,19 +93,31 @@ def draw_nodule(rng: np.random.Generator, malignant: bool,
         m = max(3, int(round(0.15 * max(np.ptp(ys), np.ptp(xs)))))
         img = img[max(0, ys.min() - m):ys.max() + m + 1,
                   max(0, xs.min() - m):xs.max() + m + 1]
+    elif framing == 'square':
+        ys, xs = np.nonzero(mask)
+        side = int(round(rng.uniform(1.3, 2.6) *
+                         (max(np.ptp(ys), np.ptp(xs)) + 1)))
+        side = min(side, h, w)
+        y0 = int(np.clip(round((ys.min() + ys.max() - side) / 2), 0, h - side))
+        x0 = int(np.clip(round((xs.min() + xs.max() - side) / 2), 0, w - side))
+        img = img[y0:y0 + side, x0:x0 + side]
+    if gain > 1:
+        img = img * np.exp(rng.uniform(-np.log(gain), np.log(gain)))
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def make_crop_set(out_dir: str, counts: dict, seed: int = 0,
                   difficulty: float = 1.0, malignant_frac: float = 0.4,
-                  balanced_basic: bool = False, framing: str = 'random'):
+                  balanced_basic: bool = False, framing: str = 'random',
+                  gain: float = 1.0):
     """Write ``<out_dir>/<split>/*.png`` and ``<out_dir>/<split>.json``.
 
     ``counts`` maps split name -> number of crops. ``extended_train``
     samples get ``gt_label = -1`` (hidden) and keep ``true_label``.
     ``balanced_basic`` gives ``basic_train`` alternating labels (half
     malignant), so a handful of labels always holds both classes.
-    ``framing``: how each crop is cut (see :func:`draw_nodule`). Returns
+    ``framing``: how each crop is cut, ``gain``: the spread of the overall
+    brightness (see :func:`draw_nodule`). Returns
     ``{split: json path}``.
     """
     rng = np.random.default_rng(seed)
@@ -101,7 +130,7 @@ def make_crop_set(out_dir: str, counts: dict, seed: int = 0,
             label = int(rng.random() < malignant_frac)
             if balanced_basic and split == 'basic_train':
                 label = i % 2
-            img = draw_nodule(rng, bool(label), difficulty, framing)
+            img = draw_nodule(rng, bool(label), difficulty, framing, gain)
             name = f'{split}_{i:05d}.png'
             cv2.imwrite(osp.join(out_dir, split, name), img)
             image_id += 1

@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
-from mmbus.apis.mean_teacher_demo import make_seed_crops, results_markdown, summarise
+from mmbus.apis.mean_teacher_demo import (labelled_orientation, make_seed_crops, orientation_auc,
+                                          results_markdown, summarise)
 from mmbus.datasets.synthetic_crops import make_crop_set
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,6 +72,7 @@ def test_seed_crops_are_built_aside_and_reused(tmp_path):
 
 @pytest.mark.parametrize('args, msg', [(['--basic', '1'], '--basic >= 2'),
                                        (['--difficulty', '0'], '--difficulty'),
+                                       (['--gain', '0.9'], '--gain'),
                                        (['--epochs', '0'], '--epochs'),
                                        (['--methods', 'fixmatch'], 'invalid choice')])
 def test_bad_arguments_are_refused(tmp_path, args, msg):
@@ -114,6 +117,39 @@ def test_tiny_demo_end_to_end_and_resume(tmp_path):
     cfg = (wd / 'seed_0' / 'mean_teacher' / 'demo_config.py').read_text()
     assert 'consistency_weight=3.0' in cfg
     assert json.load(open(wd / 'results.json'))['settings']['consistency_weight'] == 3.0
+    # test predictions are kept; a finished run without them (older demo) is tested again, not retrained
+    pred = wd / 'seed_0' / 'supervised_basic' / 'test' / 'predictions.pkl'
+    rows = json.load(open(wd / 'results.json'))['rows']
+    assert pred.is_file() and all(len(r['labelled']) == 4 for r in rows)
+    pred.unlink()
+    proc = subprocess.run(cmd + ['--consistency-weight', '3'], capture_output=True, text=True, cwd=REPO,
+                          env=env, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.count('(reused)') == 2 and pred.is_file()
+
+
+def test_orientation_auc_by_hand(tmp_path):
+    import pickle
+
+    def pred(h, w, p):
+        return dict(ori_shape=(h, w), pred_score=np.array([1 - p, p], np.float32))
+    # taller-than-wide crops score 0.9, 0.4; wider 0.6, 0.1; the square one is left out.
+    # pairs (taller, wider) ranked right: (0.9,0.6) (0.9,0.1) (0.4,0.1) -> 3 of 4 = 0.75
+    preds = [pred(40, 30, 0.9), pred(50, 20, 0.4), pred(30, 40, 0.6), pred(20, 60, 0.1),
+             pred(33, 33, 0.99)]
+    f = tmp_path / 'p.pkl'
+    f.write_bytes(pickle.dumps(preds))
+    assert orientation_auc(str(f)) == pytest.approx(0.75)
+    f.write_bytes(pickle.dumps([pred(40, 30, 0.9), pred(33, 33, 0.2)]))  # one orientation only
+    assert orientation_auc(str(f)) is None
+    ann = tmp_path / 'basic_train.json'
+    ann.write_text(json.dumps(dict(data_list=[
+        dict(gt_label=0, bbox=[0, 0, 46, 39]), dict(gt_label=1, bbox=[0, 0, 51, 60]),
+        dict(gt_label=1, bbox=[0, 0, 30, 30])])))
+    assert labelled_orientation(str(ann)) == ['benign L', 'malignant P', 'malignant S']
+    rows = [dict(_row(0, 'supervised_basic', 0.8), orientation_auc=0.62, labelled=['benign L']),
+            dict(_row(0, 'mean_teacher', 0.7), orientation_auc=0.95, labelled=['benign L'])]
+    md = results_markdown(rows, summarise(rows))
+    assert '| mean_teacher | 0.950 |' in md and '| labelled crops | benign L |' in md
 
 
 def test_margin_framing_crops_follow_the_nodule():
@@ -161,3 +197,55 @@ def test_seed_crops_made_with_other_settings_are_regenerated(tmp_path):
     make_seed_crops(out, dict(basic_train=4, extended_train=2, val=2, test=2), 0, 0.5, True)
     assert len(json.load(open(osp.join(out, 'basic_train.json')))['data_list']) == 4
     assert json.load(open(osp.join(out, 'settings.json')))['counts']['basic_train'] == 4
+
+
+def test_square_framing_crops_are_square_with_the_nodule_centred():
+    from mmbus.datasets.synthetic_crops import draw_nodule
+    rng = np.random.default_rng(1)
+    fill = []
+    for label in (0, 1):
+        for _ in range(30):
+            img = draw_nodule(rng, bool(label), difficulty=0.3, framing='square')
+            assert img.shape[0] == img.shape[1]  # no letterbox bars after resizing
+            # the hypo-echoic nodule; smoothed first, as single speckle pixels can be as dark
+            ys, xs = np.nonzero(cv2.blur(img, (5, 5)) < 60)
+            extent = max(np.ptp(ys), np.ptp(xs)) + 1
+            # side 1.3-2.6x the nodule's longer side (blur and speckle move the dark pixels' box a little)
+            assert 1.15 * extent <= img.shape[0] <= 2.9 * extent
+            c = (img.shape[0] - 1) / 2
+            assert abs((ys.min() + ys.max()) / 2 - c) < 0.12 * img.shape[0]
+            assert abs((xs.min() + xs.max()) / 2 - c) < 0.12 * img.shape[0]
+            fill.append(extent / img.shape[0])
+    # the nodule's scale in the crop varies continuously over about a factor of two
+    assert min(fill) < 0.5 and max(fill) > 0.65
+
+
+def test_gain_spreads_brightness_and_off_leaves_crops_unchanged():
+    from mmbus.datasets.synthetic_crops import draw_nodule
+    a = draw_nodule(np.random.default_rng(3), True, 0.7, 'square')
+    b = draw_nodule(np.random.default_rng(3), True, 0.7, 'square', gain=1.0)
+    assert np.array_equal(a, b)  # gain 1 draws nothing: crops made before the option are unchanged
+    rng = np.random.default_rng(4)
+    # the background's median brightness (~88 at gain 1) spans about 1/2x-2x with gain 2
+    med = [np.median(draw_nodule(rng, False, 0.7, 'square', gain=2.0)) for _ in range(60)]
+    assert min(med) < 0.65 * 88 and max(med) > 1.5 * 88
+    with pytest.raises(ValueError, match='gain'):
+        draw_nodule(rng, True, gain=0.5)
+
+
+def test_make_synthetic_crops_cli_square_gain_and_bad_gain(tmp_path):
+    tool = REPO / 'tools' / 'dataset_converters' / 'make_synthetic_crops.py'
+    out = tmp_path / 'crops'
+    proc = subprocess.run([sys.executable, str(tool), str(out), '--basic', '2', '--balanced-basic',
+                           '--extended', '3', '--val', '2', '--test', '2', '--framing', 'square',
+                           '--gain', '2'], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.load(open(out / 'extended_train.json'))['data_list']
+    assert len(data) == 3 and all(d['gt_label'] == -1 for d in data)
+    for d in data:
+        img = cv2.imread(str(out / d['img_path']), cv2.IMREAD_GRAYSCALE)
+        assert img.shape[0] == img.shape[1] == d['bbox'][2]
+    bad = subprocess.run([sys.executable, str(tool), str(tmp_path / 'x'), '--gain', '0.5'],
+                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert bad.returncode != 0 and '--gain must be >= 1' in bad.stderr
+    assert not (tmp_path / 'x').exists()

@@ -36,9 +36,12 @@ def main(argv=None) -> int:
     p.add_argument('--extended', type=int, default=600, help='unlabelled extended-train crops')
     p.add_argument('--val', type=int, default=150)
     p.add_argument('--test', type=int, default=300)
-    p.add_argument('--framing', choices=('random', 'margin'), default='random',
+    p.add_argument('--framing', choices=('random', 'margin', 'square'), default='random',
                    help="random: crops of random shape around the nodule; margin: the nodule's box plus "
-                   '15 %% (as tools/extract_crops.py cuts real crops)')
+                   '15 %% (as tools/extract_crops.py cuts real crops); square: square crops 1.3-2.6x the '
+                   "nodule's size, no letterbox bars")
+    p.add_argument('--gain', type=float, default=1.0,
+                   help='overall brightness x a factor in [1/GAIN, GAIN] (log-uniform); 1 = off')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--difficulty', type=float, default=1.0,
                    help='spread of the shape cues: 0.5 = well separated classes, 1.0 = overlapping')
@@ -48,11 +51,13 @@ def main(argv=None) -> int:
             p.error(f'--{name} must be >= 0')
     if a.difficulty <= 0:
         p.error('--difficulty must be > 0')
+    if a.gain < 1:
+        p.error('--gain must be >= 1')
     if os.path.isdir(a.out) and os.listdir(a.out):
         p.error(f'{a.out} exists and is not empty; choose a new directory')
     paths = make_crop_set(a.out, dict(basic_train=a.basic, extended_train=a.extended,
                                       val=a.val, test=a.test), a.seed, a.difficulty,
-                          balanced_basic=a.balanced_basic, framing=a.framing)
+                          balanced_basic=a.balanced_basic, framing=a.framing, gain=a.gain)
     for split, path in paths.items():
         print(f'{split}: {path}')
     print(f'[mmbus] wrote {sum([a.basic, a.extended, a.val, a.test])} crops to {a.out}')
