@@ -31,7 +31,7 @@ from mmbus.apis.busbra_experiment import (_roc_csv, _save_fig, best_checkpoint,
                                           read_roc_csv, repo_path, run_logged,
                                           strip_prefix, tool, write_config)
 from mmbus.datasets.synthetic_crops import make_crop_set
-from mmbus.evaluation.binary_diagnostic_metric import delong_auc
+from mmbus.evaluation.binary_diagnostic_metric import delong_auc, midrank
 from mmbus.utils.io import atomic_write
 
 METHODS = ('supervised_basic', 'mean_teacher', 'supervised_all')
@@ -87,16 +87,44 @@ def orientation_auc(predictions: str) -> Optional[float]:
     return delong_auc(scores[keep], portrait.astype(int))[0]
 
 
+def brightness_rho(predictions: str) -> float:
+    """Spearman correlation between a run's malignancy scores and the test
+    crops' median grey level (another feature unrelated to the class when
+    the crops are made with a ``gain`` spread)."""
+    import pickle
+
+    import cv2
+    import numpy as np
+    with open(predictions, 'rb') as f:
+        preds = pickle.load(f)
+    scores = np.array([float(np.asarray(p['pred_score'])[1]) for p in preds])
+    grey = []
+    for p in preds:
+        img = cv2.imread(p['img_path'], cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            raise FileNotFoundError(f"{predictions}: cannot read {p['img_path']}")
+        grey.append(float(np.median(img)))
+    return float(np.corrcoef(midrank(scores), midrank(np.array(grey)))[0, 1])
+
+
 def labelled_orientation(ann_file: str) -> List[str]:
-    """``'<class> <P|L|S>'`` per labelled crop (portrait, landscape,
-    square): shows whether the few labels line up with the orientation."""
+    """``'<class> <P|L|S> g<median grey>'`` per labelled crop (portrait,
+    landscape, square): shows whether the few labels line up with the
+    orientation or the brightness."""
+    import cv2
+    import numpy as np
     with open(ann_file) as f:
         data = json.load(f)['data_list']
     out = []
     for d in data:
         w, h = d['bbox'][2] - d['bbox'][0], d['bbox'][3] - d['bbox'][1]
+        path = osp.join(osp.dirname(ann_file), d['img_path'])
+        img = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            raise FileNotFoundError(f'{ann_file}: cannot read {path}')
         out.append(('malignant' if d['gt_label'] else 'benign') + ' ' +
-                   ('P' if h > w else 'L' if w > h else 'S'))
+                   ('P' if h > w else 'L' if w > h else 'S') +
+                   f' g{int(np.median(img))}')
     return out
 
 
@@ -146,16 +174,27 @@ def results_markdown(rows: List[dict], summary: dict) -> str:
             for s in seeds] + [f"{d['mean']:+.3f} ({d['wins']}/{d['n']} "
                                'seeds ahead)']
         lines.append('| ' + ' | '.join(cells) + ' |')
-    if any(r.get('orientation_auc') is not None for r in rows):
-        lines += ['', 'How far the test scores follow the crop orientation '
-                  '(AUC for "taller than wide"; 0.5 = ignored), and the '
-                  'labelled crops (P: taller, L: wider than tall)', '',
+    if any('labelled' in r for r in rows):
+        lines += ['', 'How far the test scores follow two features unrelated '
+                  'to the class: the crop orientation (AUC for "taller than '
+                  'wide", 0.5 = ignored, blank for square crops) and the '
+                  'brightness (Spearman rho with the median grey level); '
+                  'and the labelled crops (P / L / S: taller / wider / '
+                  'square, g: median grey level)', '',
                   '| method | ' + ' | '.join(f'seed {s}' for s in seeds) +
                   ' |', '|' + '---|' * (len(seeds) + 1)]
         for m in methods:
-            o = [cell.get((s, m), {}).get('orientation_auc') for s in seeds]
-            lines.append(f'| {m} | ' + ' | '.join(
-                '' if v is None else f'{v:.3f}' for v in o) + ' |')
+            cells = []
+            for s in seeds:
+                r = cell.get((s, m), {})
+                o, b = r.get('orientation_auc'), r.get('brightness_rho')
+                parts = []
+                if o is not None:
+                    parts.append(f'orientation {o:.2f}')
+                if b is not None:
+                    parts.append(f'brightness {b:+.2f}')
+                cells.append(' / '.join(parts))
+            lines.append(f'| {m} | ' + ' | '.join(cells) + ' |')
         lab = [next((r.get('labelled') for r in rows if r['seed'] == s
                      and r.get('labelled')), None) for s in seeds]
         lines.append('| labelled crops | ' + ' | '.join(
@@ -332,6 +371,7 @@ def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
                    specificity=met.get('specificity'),
                    accuracy=met.get('accuracy'),
                    orientation_auc=orientation_auc(_predictions_file(r)),
+                   brightness_rho=brightness_rho(_predictions_file(r)),
                    labelled=labelled_orientation(
                        osp.join(r['sdir'], 'crops', 'basic_train.json')),
                    best_checkpoint=osp.basename(best_checkpoint(r['wd'])),

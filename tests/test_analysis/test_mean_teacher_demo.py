@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mmbus.apis.mean_teacher_demo import (labelled_orientation, make_seed_crops, orientation_auc,
-                                          results_markdown, summarise)
+from mmbus.apis.mean_teacher_demo import (brightness_rho, labelled_orientation, make_seed_crops,
+                                          orientation_auc, results_markdown, summarise)
 from mmbus.datasets.synthetic_crops import make_crop_set
 
 REPO = Path(__file__).resolve().parents[2]
@@ -141,15 +141,29 @@ def test_orientation_auc_by_hand(tmp_path):
     assert orientation_auc(str(f)) == pytest.approx(0.75)
     f.write_bytes(pickle.dumps([pred(40, 30, 0.9), pred(33, 33, 0.2)]))  # one orientation only
     assert orientation_auc(str(f)) is None
+    # brightness: scores 0.1, 0.5, 0.9 on crops of grey 200, 100, 50 -> ranks reversed, rho = -1
+    for i, g in enumerate((200, 100, 50)):
+        cv2.imwrite(str(tmp_path / f'{i}.png'), np.full((6, 5), g, np.uint8))
+    preds = [dict(pred(6, 5, p), img_path=str(tmp_path / f'{i}.png')) for i, p in enumerate((0.1, 0.5, 0.9))]
+    f.write_bytes(pickle.dumps(preds))
+    assert brightness_rho(str(f)) == pytest.approx(-1.0)
+    preds[0]['img_path'] = str(tmp_path / 'missing.png')
+    f.write_bytes(pickle.dumps(preds))
+    with pytest.raises(FileNotFoundError, match='missing.png'):
+        brightness_rho(str(f))
     ann = tmp_path / 'basic_train.json'
     ann.write_text(json.dumps(dict(data_list=[
-        dict(gt_label=0, bbox=[0, 0, 46, 39]), dict(gt_label=1, bbox=[0, 0, 51, 60]),
-        dict(gt_label=1, bbox=[0, 0, 30, 30])])))
-    assert labelled_orientation(str(ann)) == ['benign L', 'malignant P', 'malignant S']
-    rows = [dict(_row(0, 'supervised_basic', 0.8), orientation_auc=0.62, labelled=['benign L']),
-            dict(_row(0, 'mean_teacher', 0.7), orientation_auc=0.95, labelled=['benign L'])]
+        dict(gt_label=0, bbox=[0, 0, 46, 39], img_path='0.png'),
+        dict(gt_label=1, bbox=[0, 0, 51, 60], img_path='1.png'),
+        dict(gt_label=1, bbox=[0, 0, 30, 30], img_path='2.png')])))
+    assert labelled_orientation(str(ann)) == ['benign L g200', 'malignant P g100', 'malignant S g50']
+    rows = [dict(_row(0, 'supervised_basic', 0.8), orientation_auc=0.62, brightness_rho=0.1,
+                 labelled=['benign L g9']),
+            dict(_row(0, 'mean_teacher', 0.7), orientation_auc=None, brightness_rho=-0.5,
+                 labelled=['benign L g9'])]
     md = results_markdown(rows, summarise(rows))
-    assert '| mean_teacher | 0.950 |' in md and '| labelled crops | benign L |' in md
+    assert '| supervised_basic | orientation 0.62 / brightness +0.10 |' in md
+    assert '| mean_teacher | brightness -0.50 |' in md and '| labelled crops | benign L g9 |' in md
 
 
 def test_margin_framing_crops_follow_the_nodule():
