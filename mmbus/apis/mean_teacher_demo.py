@@ -12,9 +12,13 @@ between methods is larger than the luck of that draw.
 
 Outputs in ``work_dir``: ``results.json`` / ``results.md`` (per-seed AUCs with
 DeLong 95% CIs, mean and standard deviation per method, mean-teacher minus
-supervised-basic per seed), ``auc_by_seed.png`` and ``seed_<s>/roc.png``;
-rewritten after every run, so an interrupted demo keeps what it finished.
-Runs whose test metrics exist are reused.
+supervised-basic per seed; how far each run's test scores follow two
+features unrelated to the class, the crop orientation and the brightness,
+next to the labelled crops' own orientation and grey level),
+``auc_by_seed.png`` and ``seed_<s>/roc.png``; rewritten after every run, so
+an interrupted demo keeps what it finished. Each run's test predictions are
+kept (``<method>/test/predictions.pkl``). Runs trained with the same config
+and data are reused.
 """
 import json
 import os
@@ -41,7 +45,8 @@ DEFAULT_COUNTS = dict(basic_train=4, extended_train=800, val=200, test=400)
 
 def make_seed_crops(out_dir: str, counts: Dict[str, int], seed: int,
                     difficulty: float, balanced_basic: bool,
-                    framing: str = 'random', gain: float = 1.0) -> str:
+                    framing: str = 'random', gain: float = 1.0,
+                    basic_gain: Optional[float] = None) -> str:
     """Generate one seed's crops into ``out_dir`` (built under a temporary
     name and renamed, so a half-written dataset is never reused). A dataset
     made with other settings is regenerated (``settings.json`` says which)."""
@@ -49,6 +54,8 @@ def make_seed_crops(out_dir: str, counts: Dict[str, int], seed: int,
                     balanced_basic=balanced_basic, framing=framing)
     if gain != 1:  # (keeps the stamps of crops made before this option)
         settings['gain'] = gain
+    if basic_gain is not None:
+        settings['basic_gain'] = basic_gain
     stamp = osp.join(out_dir, 'settings.json')
     if osp.isfile(stamp):
         with open(stamp) as f:
@@ -57,7 +64,8 @@ def make_seed_crops(out_dir: str, counts: Dict[str, int], seed: int,
     tmp = out_dir + '.tmp'
     shutil.rmtree(tmp, ignore_errors=True)
     make_crop_set(tmp, dict(counts), seed, difficulty,
-                  balanced_basic=balanced_basic, framing=framing, gain=gain)
+                  balanced_basic=balanced_basic, framing=framing, gain=gain,
+                  basic_gain=basic_gain)
     with open(osp.join(tmp, 'settings.json'), 'w') as f:
         json.dump(settings, f)
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -107,7 +115,7 @@ def brightness_rho(predictions: str) -> float:
     return float(np.corrcoef(midrank(scores), midrank(np.array(grey)))[0, 1])
 
 
-def labelled_orientation(ann_file: str) -> List[str]:
+def describe_labelled_crops(ann_file: str) -> List[str]:
     """``'<class> <P|L|S> g<median grey>'`` per labelled crop (portrait,
     landscape, square): shows whether the few labels line up with the
     orientation or the brightness."""
@@ -279,7 +287,8 @@ def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
              force: bool = False, views: Optional[Dict[str, float]] = None,
              consistency_weight: Optional[float] = None,
              consistency_on: Optional[str] = None, jobs: int = 1,
-             log=print, gain: float = 1.0) -> dict:
+             log=print, gain: float = 1.0,
+             basic_gain: Optional[float] = None) -> dict:
     """Generate, train and test every (seed, method); returns
     ``dict(rows=..., summary=...)``.
 
@@ -299,7 +308,7 @@ def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
     os.makedirs(work_dir, exist_ok=True)
     settings = dict(counts=counts, difficulty=difficulty,
                     balanced_basic=balanced_basic, framing=framing, gain=gain,
-                    epochs=epochs,
+                    basic_gain=basic_gain, epochs=epochs,
                     epoch_length=epoch_length, views=dict(views or {}),
                     consistency_weight=consistency_weight,
                     consistency_on=consistency_on,
@@ -310,7 +319,8 @@ def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
     for s in seeds:
         sdir = osp.join(work_dir, f'seed_{s}')
         crops = make_seed_crops(osp.join(sdir, 'crops'), counts, s,
-                                difficulty, balanced_basic, framing, gain)
+                                difficulty, balanced_basic, framing, gain,
+                                basic_gain)
         with open(osp.join(crops, 'settings.json')) as f:
             crop_settings = f.read()
         for m in methods:
@@ -372,7 +382,7 @@ def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
                    accuracy=met.get('accuracy'),
                    orientation_auc=orientation_auc(_predictions_file(r)),
                    brightness_rho=brightness_rho(_predictions_file(r)),
-                   labelled=labelled_orientation(
+                   labelled=describe_labelled_crops(
                        osp.join(r['sdir'], 'crops', 'basic_train.json')),
                    best_checkpoint=osp.basename(best_checkpoint(r['wd'])),
                    train_s=wall)

@@ -13,6 +13,7 @@ Command line: ``tools/dataset_converters/make_synthetic_crops.py``.
 import json
 import os
 import os.path as osp
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -109,7 +110,7 @@ def draw_nodule(rng: np.random.Generator, malignant: bool,
 def make_crop_set(out_dir: str, counts: dict, seed: int = 0,
                   difficulty: float = 1.0, malignant_frac: float = 0.4,
                   balanced_basic: bool = False, framing: str = 'random',
-                  gain: float = 1.0):
+                  gain: float = 1.0, basic_gain: Optional[float] = None):
     """Write ``<out_dir>/<split>/*.png`` and ``<out_dir>/<split>.json``.
 
     ``counts`` maps split name -> number of crops. ``extended_train``
@@ -117,7 +118,9 @@ def make_crop_set(out_dir: str, counts: dict, seed: int = 0,
     ``balanced_basic`` gives ``basic_train`` alternating labels (half
     malignant), so a handful of labels always holds both classes.
     ``framing``: how each crop is cut, ``gain``: the spread of the overall
-    brightness (see :func:`draw_nodule`). Returns
+    brightness (see :func:`draw_nodule`); ``basic_gain``, if given, replaces
+    ``gain`` for ``basic_train`` (e.g. 1: the labelled crops all come from
+    one scanner setting, the others from many). Returns
     ``{split: json path}``.
     """
     rng = np.random.default_rng(seed)
@@ -130,7 +133,9 @@ def make_crop_set(out_dir: str, counts: dict, seed: int = 0,
             label = int(rng.random() < malignant_frac)
             if balanced_basic and split == 'basic_train':
                 label = i % 2
-            img = draw_nodule(rng, bool(label), difficulty, framing, gain)
+            g = basic_gain if split == 'basic_train' and \
+                basic_gain is not None else gain
+            img = draw_nodule(rng, bool(label), difficulty, framing, g)
             name = f'{split}_{i:05d}.png'
             cv2.imwrite(osp.join(out_dir, split, name), img)
             image_id += 1

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mmbus.apis.mean_teacher_demo import (brightness_rho, labelled_orientation, make_seed_crops,
+from mmbus.apis.mean_teacher_demo import (brightness_rho, describe_labelled_crops, make_seed_crops,
                                           orientation_auc, results_markdown, summarise)
 from mmbus.datasets.synthetic_crops import make_crop_set
 
@@ -156,7 +156,7 @@ def test_orientation_auc_by_hand(tmp_path):
         dict(gt_label=0, bbox=[0, 0, 46, 39], img_path='0.png'),
         dict(gt_label=1, bbox=[0, 0, 51, 60], img_path='1.png'),
         dict(gt_label=1, bbox=[0, 0, 30, 30], img_path='2.png')])))
-    assert labelled_orientation(str(ann)) == ['benign L g200', 'malignant P g100', 'malignant S g50']
+    assert describe_labelled_crops(str(ann)) == ['benign L g200', 'malignant P g100', 'malignant S g50']
     rows = [dict(_row(0, 'supervised_basic', 0.8), orientation_auc=0.62, brightness_rho=0.1,
                  labelled=['benign L g9']),
             dict(_row(0, 'mean_teacher', 0.7), orientation_auc=None, brightness_rho=-0.5,
@@ -263,3 +263,18 @@ def test_make_synthetic_crops_cli_square_gain_and_bad_gain(tmp_path):
                          capture_output=True, text=True, cwd=REPO, timeout=120)
     assert bad.returncode != 0 and '--gain must be >= 1' in bad.stderr
     assert not (tmp_path / 'x').exists()
+
+
+def test_basic_gain_keeps_the_labelled_crops_at_one_brightness(tmp_path):
+    counts = dict(basic_train=6, extended_train=40, val=2, test=2)
+    make_crop_set(str(tmp_path), counts, seed=0, difficulty=0.7, balanced_basic=True, framing='square',
+                  gain=2.0, basic_gain=1.0)
+
+    def grey(split):
+        data = json.load(open(tmp_path / f'{split}.json'))['data_list']
+        return [np.median(cv2.imread(str(tmp_path / d['img_path']), cv2.IMREAD_GRAYSCALE)) for d in data]
+    # gain 1: background medians near 88 (Rayleigh speckle), the nodule pulling a little below;
+    # gain 2 spreads the unlabelled crops over about 1/2x-2x
+    assert all(60 < g < 100 for g in grey('basic_train'))
+    ext = grey('extended_train')
+    assert min(ext) < 55 and max(ext) > 130

@@ -42,6 +42,8 @@ def parse_args(argv=None):
     p.add_argument('--gain', type=float, default=1.0,
                    help='crops: overall brightness x a factor in [1/GAIN, GAIN] (log-uniform), as scanner '
                    'gain varies; 1 = off')
+    p.add_argument('--basic-gain', type=float,
+                   help='the labelled crops\' gain spread instead of --gain (1: all from one scanner setting)')
     p.add_argument('--translate', type=int, default=3,
                    help='views: random shift of up to N px, every method (the configs: 2)')
     p.add_argument('--zoom', type=float, default=0.15,
@@ -65,8 +67,8 @@ def parse_args(argv=None):
         p.error('need --basic >= 2 (both classes), --extended >= 1, --val >= 2, --test >= 2')
     if a.difficulty <= 0:
         p.error('--difficulty must be > 0')
-    if a.gain < 1:
-        p.error('--gain must be >= 1')
+    if a.gain < 1 or (a.basic_gain is not None and a.basic_gain < 1):
+        p.error('--gain and --basic-gain must be >= 1')
     if not 0 <= a.zoom < 1 or not 0 <= a.contrast < 1 or a.translate < 0:
         p.error('--zoom and --contrast must be in [0, 1), --translate >= 0')
     if a.consistency_weight < 0:
@@ -84,7 +86,8 @@ def main(argv=None):
                    dict(basic_train=a.basic, extended_train=a.extended, val=a.val, test=a.test),
                    a.difficulty, True, a.framing, a.methods, a.epochs, a.epoch_length, a.threads,
                    a.force, dict(translate=a.translate, zoom=a.zoom, contrast=a.contrast),
-                   a.consistency_weight, a.consistency_on, a.jobs, gain=a.gain)
+                   a.consistency_weight, a.consistency_on, a.jobs, gain=a.gain,
+                   basic_gain=a.basic_gain)
     print(results_markdown(res['rows'], res['summary']))
     print(f"[mmbus] mean-teacher demo: {osp.join(a.work_dir, 'results.md')}, "
           f"{osp.join(a.work_dir, 'auc_by_seed.png')}")
