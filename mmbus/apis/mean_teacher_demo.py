@@ -278,6 +278,18 @@ def set_views(cfg, **views):
     return cfg
 
 
+def set_ema_momentum(cfg, momentum: float):
+    """Set every ``MeanTeacherHook``'s momentum (1 - EMA decay, mmengine's
+    convention) to ``momentum``, during the ramp-up and after it; configs
+    without the hook (the supervised ones) are left as they are."""
+    if not 0 < momentum < 1:
+        raise ValueError(f'momentum must be in (0, 1), got {momentum}')
+    for h in cfg.get('custom_hooks', []):
+        if h.get('type') == 'MeanTeacherHook':
+            h['momentum'] = h['rampup_momentum'] = momentum
+    return cfg
+
+
 def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
              counts: Optional[Dict[str, int]] = None,
              difficulty: float = 0.7, balanced_basic: bool = True,
@@ -288,7 +300,8 @@ def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
              consistency_weight: Optional[float] = None,
              consistency_on: Optional[str] = None, jobs: int = 1,
              log=print, gain: float = 1.0,
-             basic_gain: Optional[float] = None) -> dict:
+             basic_gain: Optional[float] = None,
+             ema_momentum: Optional[float] = None) -> dict:
     """Generate, train and test every (seed, method); returns
     ``dict(rows=..., summary=...)``.
 
@@ -296,7 +309,9 @@ def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
     in every method's config, so all methods see the same augmentation;
     ``consistency_weight`` (``w_max``) and ``consistency_on``
     (``'unlabelled'`` / ``'all'``) change the mean teacher only. ``None``
-    keeps the configs' values. ``jobs`` runs train at once, each with
+    keeps the configs' values. ``ema_momentum`` (1 - EMA decay) replaces
+    the ``MeanTeacherHook`` momentum during and after the ramp-up.
+    ``jobs`` runs train at once, each with
     ``threads`` torch threads.
     """
     for m in methods:
@@ -308,7 +323,8 @@ def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
     os.makedirs(work_dir, exist_ok=True)
     settings = dict(counts=counts, difficulty=difficulty,
                     balanced_basic=balanced_basic, framing=framing, gain=gain,
-                    basic_gain=basic_gain, epochs=epochs,
+                    basic_gain=basic_gain, ema_momentum=ema_momentum,
+                    epochs=epochs,
                     epoch_length=epoch_length, views=dict(views or {}),
                     consistency_weight=consistency_weight,
                     consistency_on=consistency_on,
@@ -332,6 +348,8 @@ def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
                 cfg = set_views(cfg, **views)
             if consistency_on and cfg.model.get('type') == 'SemiClassifier':
                 cfg.model['consistency_on'] = consistency_on
+            if ema_momentum is not None:
+                set_ema_momentum(cfg, ema_momentum)
             cfg_path = write_config(cfg, osp.join(sdir, 'configs', f'{m}.py'))
             # a finished run is reused only if it was trained with this very
             # config and data (changed demo options retrain it)

@@ -73,6 +73,7 @@ def test_seed_crops_are_built_aside_and_reused(tmp_path):
 @pytest.mark.parametrize('args, msg', [(['--basic', '1'], '--basic >= 2'),
                                        (['--difficulty', '0'], '--difficulty'),
                                        (['--gain', '0.9'], '--gain'),
+                                       (['--ema-momentum', '1'], '--ema-momentum'),
                                        (['--epochs', '0'], '--epochs'),
                                        (['--methods', 'fixmatch'], 'invalid choice')])
 def test_bad_arguments_are_refused(tmp_path, args, msg):
@@ -203,6 +204,22 @@ def test_views_reach_every_methods_augmentation():
         set_views(Config(dict(model=dict(type='ImageClassifier'))), zoom=0.25)
     with pytest.raises(ValueError, match='unknown view arguments'):
         set_views(_as_dict(str(REPO / method_config('mean_teacher'))), rotate=10)
+
+
+def test_ema_momentum_reaches_the_mean_teacher_hook_only():
+    from mmbus.apis.busbra_experiment import _as_dict, method_config
+    from mmbus.apis.mean_teacher_demo import set_ema_momentum
+    cfg = _as_dict(str(REPO / method_config('mean_teacher')))
+    hook = [h for h in cfg.custom_hooks if h['type'] == 'MeanTeacherHook']
+    assert len(hook) == 1 and (hook[0]['rampup_momentum'], hook[0]['momentum']) == (0.03, 0.01)
+    set_ema_momentum(cfg, 0.05)
+    assert (hook[0]['rampup_momentum'], hook[0]['momentum']) == (0.05, 0.05)
+    assert any(h['type'] == 'EarlyStoppingHook' for h in cfg.custom_hooks)  # other hooks kept
+    sup = _as_dict(str(REPO / method_config('supervised_basic')))
+    before = sup.pretty_text
+    assert set_ema_momentum(sup, 0.05).pretty_text == before
+    with pytest.raises(ValueError, match='momentum'):
+        set_ema_momentum(cfg, 1.0)
 
 
 def test_seed_crops_made_with_other_settings_are_regenerated(tmp_path):

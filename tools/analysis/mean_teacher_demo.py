@@ -55,6 +55,9 @@ def parse_args(argv=None):
     p.add_argument('--consistency-on', choices=('unlabelled', 'all'), default='all',
                    help="mean teacher: samples under the consistency term (the configs: unlabelled); 'all' is "
                    "the original implementation's and gives the teacher the student's batch-norm batch")
+    p.add_argument('--ema-momentum', type=float,
+                   help='mean teacher: 1 - EMA decay, during and after the ramp-up (the cpu-quick config: '
+                   '0.03 then 0.01)')
     p.add_argument('--epochs', type=int, default=30,
                    help='epochs of 20 iterations (the early stopping of the configs still applies)')
     p.add_argument('--epoch-length', type=int, help='iterations per epoch (default: the configs\' 20)')
@@ -71,6 +74,8 @@ def parse_args(argv=None):
         p.error('--gain and --basic-gain must be >= 1')
     if not 0 <= a.zoom < 1 or not 0 <= a.contrast < 1 or a.translate < 0:
         p.error('--zoom and --contrast must be in [0, 1), --translate >= 0')
+    if a.ema_momentum is not None and not 0 < a.ema_momentum < 1:
+        p.error('--ema-momentum must be in (0, 1)')
     if a.consistency_weight < 0:
         p.error('--consistency-weight must be >= 0')
     if a.jobs < 1 or a.threads < 1:
@@ -87,7 +92,7 @@ def main(argv=None):
                    a.difficulty, True, a.framing, a.methods, a.epochs, a.epoch_length, a.threads,
                    a.force, dict(translate=a.translate, zoom=a.zoom, contrast=a.contrast),
                    a.consistency_weight, a.consistency_on, a.jobs, gain=a.gain,
-                   basic_gain=a.basic_gain)
+                   basic_gain=a.basic_gain, ema_momentum=a.ema_momentum)
     print(results_markdown(res['rows'], res['summary']))
     print(f"[mmbus] mean-teacher demo: {osp.join(a.work_dir, 'results.md')}, "
           f"{osp.join(a.work_dir, 'auc_by_seed.png')}")
