@@ -73,66 +73,68 @@ def make_seed_crops(out_dir: str, counts: Dict[str, int], seed: int,
     return out_dir
 
 
-def orientation_auc(predictions: str) -> Optional[float]:
+def load_predictions(path: str) -> List[dict]:
+    """The per-sample results a ``tools/test.py --out`` pickle holds."""
+    import mmengine
+    return mmengine.load(path)
+
+
+def _malignancy_scores(preds: List[dict]):
+    import numpy as np
+    return np.array([float(np.asarray(p['pred_score'])[1]) for p in preds])
+
+
+def _median_grey(path: str, source: str) -> float:
+    import cv2
+    import numpy as np
+    img = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        raise FileNotFoundError(f'{source}: cannot read {path}')
+    return float(np.median(img))
+
+
+def orientation_auc(preds: List[dict]) -> Optional[float]:
     """How far a run's malignancy scores follow the crops' orientation, a
     feature unrelated to the class: AUC of the scores for "taller than wide"
-    over the test crops in ``predictions`` (a ``tools/test.py --out``
-    pickle); square crops are left out, ``None`` when either orientation is
-    missing. 0.5: orientation ignored; near 0 or 1: the score is largely the
-    orientation (letterboxing turns it into padding above-and-below or
-    left-and-right, a two-valued feature a few labels can line up with)."""
-    import pickle
-
+    over the test crops in ``preds`` (:func:`load_predictions`); square
+    crops are left out, ``None`` when either orientation is missing. 0.5:
+    orientation ignored; near 0 or 1: the score is largely the orientation
+    (letterboxing turns it into padding above-and-below or left-and-right,
+    a two-valued feature a few labels can line up with)."""
     import numpy as np
-    with open(predictions, 'rb') as f:
-        preds = pickle.load(f)
     shapes = np.array([p['ori_shape'][:2] for p in preds], dtype=np.int64)
-    scores = np.array([float(np.asarray(p['pred_score'])[1]) for p in preds])
     keep = shapes[:, 0] != shapes[:, 1]
     portrait = (shapes[:, 0] > shapes[:, 1])[keep]
     if portrait.all() or not portrait.any():
         return None
-    return delong_auc(scores[keep], portrait.astype(int))[0]
+    return delong_auc(_malignancy_scores(preds)[keep], portrait.astype(int))[0]
 
 
-def brightness_rho(predictions: str) -> float:
+def brightness_rho(preds: List[dict], source: str = 'predictions') -> float:
     """Spearman correlation between a run's malignancy scores and the test
     crops' median grey level (another feature unrelated to the class when
-    the crops are made with a ``gain`` spread)."""
-    import pickle
-
-    import cv2
+    the crops are made with a ``gain`` spread); ``source`` names the
+    predictions in the error for an unreadable crop."""
     import numpy as np
-    with open(predictions, 'rb') as f:
-        preds = pickle.load(f)
-    scores = np.array([float(np.asarray(p['pred_score'])[1]) for p in preds])
-    grey = []
-    for p in preds:
-        img = cv2.imread(p['img_path'], cv2.IMREAD_GRAYSCALE)
-        if img is None:
-            raise FileNotFoundError(f"{predictions}: cannot read {p['img_path']}")
-        grey.append(float(np.median(img)))
-    return float(np.corrcoef(midrank(scores), midrank(np.array(grey)))[0, 1])
+    grey = np.array([_median_grey(p['img_path'], source) for p in preds])
+    return float(np.corrcoef(midrank(_malignancy_scores(preds)),
+                             midrank(grey))[0, 1])
 
 
 def describe_labelled_crops(ann_file: str) -> List[str]:
     """``'<class> <P|L|S> g<median grey>'`` per labelled crop (portrait,
     landscape, square): shows whether the few labels line up with the
     orientation or the brightness."""
-    import cv2
-    import numpy as np
     with open(ann_file) as f:
         data = json.load(f)['data_list']
     out = []
     for d in data:
         w, h = d['bbox'][2] - d['bbox'][0], d['bbox'][3] - d['bbox'][1]
-        path = osp.join(osp.dirname(ann_file), d['img_path'])
-        img = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
-        if img is None:
-            raise FileNotFoundError(f'{ann_file}: cannot read {path}')
+        grey = _median_grey(osp.join(osp.dirname(ann_file), d['img_path']),
+                            ann_file)
         out.append(('malignant' if d['gt_label'] else 'benign') + ' ' +
                    ('P' if h > w else 'L' if w > h else 'S') +
-                   f' g{int(np.median(img))}')
+                   f' g{int(grey)}')
     return out
 
 
@@ -339,6 +341,8 @@ def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
                                 basic_gain)
         with open(osp.join(crops, 'settings.json')) as f:
             crop_settings = f.read()
+        labelled = describe_labelled_crops(
+            osp.join(crops, 'basic_train.json'))
         for m in methods:
             cfg = classifier_config(
                 repo_path(method_config(m)), crops, epochs, epoch_length,
@@ -356,7 +360,8 @@ def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
             stamp_text = Path(cfg_path).read_text() + \
                 '\n# crops: ' + crop_settings + '\n'
             runs.append(dict(seed=s, method=m, sdir=sdir, cfg=cfg_path,
-                             wd=osp.join(sdir, m), stamp_text=stamp_text))
+                             wd=osp.join(sdir, m), stamp_text=stamp_text,
+                             labelled=labelled))
 
     def reusable(r):
         stamp = osp.join(r['wd'], 'demo_config.py')
@@ -392,16 +397,17 @@ def run_demo(work_dir: str, seeds: Sequence[int] = (0, 1, 2),
         nonlocal summary
         with open(_metrics_file(r)) as f:
             met = r['metrics'] = strip_prefix(json.load(f))
+        preds = load_predictions(_predictions_file(r))
         row = dict(seed=r['seed'], method=r['method'], auc=met['auc'],
                    auc_ci_low=met['auc_ci_low'],
                    auc_ci_high=met['auc_ci_high'],
                    sensitivity=met.get('sensitivity'),
                    specificity=met.get('specificity'),
                    accuracy=met.get('accuracy'),
-                   orientation_auc=orientation_auc(_predictions_file(r)),
-                   brightness_rho=brightness_rho(_predictions_file(r)),
-                   labelled=describe_labelled_crops(
-                       osp.join(r['sdir'], 'crops', 'basic_train.json')),
+                   orientation_auc=orientation_auc(preds),
+                   brightness_rho=brightness_rho(preds,
+                                                 _predictions_file(r)),
+                   labelled=r['labelled'],
                    best_checkpoint=osp.basename(best_checkpoint(r['wd'])),
                    train_s=wall)
         rows.append(row)

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mmbus.apis.mean_teacher_demo import (brightness_rho, describe_labelled_crops, make_seed_crops,
-                                          orientation_auc, results_markdown, summarise)
+from mmbus.apis.mean_teacher_demo import (brightness_rho, describe_labelled_crops, load_predictions,
+                                          make_seed_crops, orientation_auc, results_markdown, summarise)
 from mmbus.datasets.synthetic_crops import make_crop_set
 
 REPO = Path(__file__).resolve().parents[2]
@@ -139,19 +139,19 @@ def test_orientation_auc_by_hand(tmp_path):
              pred(33, 33, 0.99)]
     f = tmp_path / 'p.pkl'
     f.write_bytes(pickle.dumps(preds))
-    assert orientation_auc(str(f)) == pytest.approx(0.75)
+    assert orientation_auc(load_predictions(str(f))) == pytest.approx(0.75)
     f.write_bytes(pickle.dumps([pred(40, 30, 0.9), pred(33, 33, 0.2)]))  # one orientation only
-    assert orientation_auc(str(f)) is None
+    assert orientation_auc(load_predictions(str(f))) is None
     # brightness: scores 0.1, 0.5, 0.9 on crops of grey 200, 100, 50 -> ranks reversed, rho = -1
     for i, g in enumerate((200, 100, 50)):
         cv2.imwrite(str(tmp_path / f'{i}.png'), np.full((6, 5), g, np.uint8))
     preds = [dict(pred(6, 5, p), img_path=str(tmp_path / f'{i}.png')) for i, p in enumerate((0.1, 0.5, 0.9))]
     f.write_bytes(pickle.dumps(preds))
-    assert brightness_rho(str(f)) == pytest.approx(-1.0)
+    assert brightness_rho(load_predictions(str(f))) == pytest.approx(-1.0)
     preds[0]['img_path'] = str(tmp_path / 'missing.png')
     f.write_bytes(pickle.dumps(preds))
-    with pytest.raises(FileNotFoundError, match='missing.png'):
-        brightness_rho(str(f))
+    with pytest.raises(FileNotFoundError, match='p.pkl: cannot read .*missing.png'):
+        brightness_rho(load_predictions(str(f)), str(f))
     ann = tmp_path / 'basic_train.json'
     ann.write_text(json.dumps(dict(data_list=[
         dict(gt_label=0, bbox=[0, 0, 46, 39], img_path='0.png'),
