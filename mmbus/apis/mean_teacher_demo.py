@@ -256,12 +256,12 @@ def save_results(rows: List[dict], work_dir: str, settings: dict) -> dict:
 
 
 #: ``BatchViewAugment`` arguments the demo may set for every method.
-VIEW_KEYS = ('translate', 'zoom', 'contrast', 'scale')
+VIEW_KEYS = ('translate', 'zoom', 'contrast', 'scale', 'brightness')
 
 
 def set_views(cfg, **views):
     """Set ``BatchViewAugment`` arguments (``translate``, ``zoom``,
-    ``contrast``, ``scale``) in a crop-classifier config: the mean teacher's
+    ``contrast``, ``scale``, ``brightness``) in a crop-classifier config: the mean teacher's
     student / teacher views, or the supervised configs' batch augmentation,
     so every method trains on the same views."""
     unknown = sorted(set(views) - set(VIEW_KEYS))

@@ -74,6 +74,7 @@ def test_seed_crops_are_built_aside_and_reused(tmp_path):
                                        (['--difficulty', '0'], '--difficulty'),
                                        (['--gain', '0.9'], '--gain'),
                                        (['--ema-momentum', '1'], '--ema-momentum'),
+                                       (['--brightness', '-0.1'], '--brightness'),
                                        (['--epochs', '0'], '--epochs'),
                                        (['--methods', 'fixmatch'], 'invalid choice')])
 def test_bad_arguments_are_refused(tmp_path, args, msg):
@@ -198,6 +199,8 @@ def test_views_reach_every_methods_augmentation():
                else cfg.model['data_preprocessor']['batch_augments']['augments'])
         assert aug['type'] == 'BatchViewAugment'
         assert (aug['zoom'], aug['translate'], aug['contrast']) == (0.25, 3, 0.2)
+        assert aug['brightness'] == 0.2  # not set: the configs' value
+        assert set_views(cfg, brightness=0.4) is cfg and aug['brightness'] == 0.4
         assert aug['noise_std'] == 0.15  # the configs' other view settings are kept
     from mmengine.config import Config
     with pytest.raises(ValueError, match='BatchViewAugment'):

@@ -8,7 +8,7 @@ with its CPU-quick config.
         [--consistency-on all] [--methods supervised_basic mean_teacher supervised_all] [--jobs 2] [--threads 1]
 
 Defaults are the README's run (about 40 minutes on 2 CPU cores). Every method gets the same views
-(--translate/--zoom/--contrast on top of the configs' flip, brightness and input noise); --consistency-weight and
+(--translate/--zoom/--contrast/--brightness on top of the configs' flip, brightness and input noise); --consistency-weight and
 --consistency-on change the mean teacher only. Writes WORK_DIR/results.{json,md}, WORK_DIR/auc_by_seed.png and
 per seed seed_S/{crops/,configs/,<method>/,logs/,roc.png}. A run whose test metrics exist is reused if it was
 trained with the same config and data (--force reruns it).
@@ -50,6 +50,9 @@ def parse_args(argv=None):
                    help='views: random isotropic zoom of +-ZOOM, every method (the configs: 0)')
     p.add_argument('--contrast', type=float, default=0.2,
                    help='views: random contrast change of +-CONTRAST, every method (the configs: 0)')
+    p.add_argument('--brightness', type=float,
+                   help='views: random brightness offset of +-BRIGHTNESS in [-1, 1] input units, every method '
+                   '(the configs: 0.2); widen it to cover the crops\' --gain spread')
     p.add_argument('--consistency-weight', type=float, default=10.0,
                    help='mean teacher w_max (the cpu-quick config: 1)')
     p.add_argument('--consistency-on', choices=('unlabelled', 'all'), default='all',
@@ -74,6 +77,8 @@ def parse_args(argv=None):
         p.error('--gain and --basic-gain must be >= 1')
     if not 0 <= a.zoom < 1 or not 0 <= a.contrast < 1 or a.translate < 0:
         p.error('--zoom and --contrast must be in [0, 1), --translate >= 0')
+    if a.brightness is not None and a.brightness < 0:
+        p.error('--brightness must be >= 0')
     if a.ema_momentum is not None and not 0 < a.ema_momentum < 1:
         p.error('--ema-momentum must be in (0, 1)')
     if a.consistency_weight < 0:
@@ -87,10 +92,13 @@ def parse_args(argv=None):
 
 def main(argv=None):
     a = parse_args(argv)
+    views = dict(translate=a.translate, zoom=a.zoom, contrast=a.contrast)
+    if a.brightness is not None:  # unset: the configs' 0.2, earlier runs' configs unchanged
+        views['brightness'] = a.brightness
     res = run_demo(a.work_dir, a.seeds,
                    dict(basic_train=a.basic, extended_train=a.extended, val=a.val, test=a.test),
                    a.difficulty, True, a.framing, a.methods, a.epochs, a.epoch_length, a.threads,
-                   a.force, dict(translate=a.translate, zoom=a.zoom, contrast=a.contrast),
+                   a.force, views,
                    a.consistency_weight, a.consistency_on, a.jobs, gain=a.gain,
                    basic_gain=a.basic_gain, ema_momentum=a.ema_momentum)
     print(results_markdown(res['rows'], res['summary']))
