@@ -261,9 +261,9 @@ VIEW_KEYS = ('translate', 'zoom', 'contrast', 'scale', 'brightness')
 
 def set_views(cfg, **views):
     """Set ``BatchViewAugment`` arguments (``translate``, ``zoom``,
-    ``contrast``, ``scale``, ``brightness``) in a crop-classifier config: the mean teacher's
-    student / teacher views, or the supervised configs' batch augmentation,
-    so every method trains on the same views."""
+    ``contrast``, ``scale``, ``brightness``) in a crop-classifier config:
+    the mean teacher's student / teacher views, or the supervised configs'
+    batch augmentation, so every method trains on the same views."""
     unknown = sorted(set(views) - set(VIEW_KEYS))
     if unknown:
         raise ValueError(f'unknown view arguments {unknown}; expected some '

@@ -4,15 +4,15 @@ with its CPU-quick config.
 
     .venv/bin/python tools/analysis/mean_teacher_demo.py [--work-dir work_dirs/mean_teacher_demo] \
         [--seeds 0 1 2] [--basic 4] [--extended 800] [--val 200] [--test 400] [--difficulty 0.7] [--framing random] \
-        [--epochs 30] [--translate 3] [--zoom 0.15] [--contrast 0.2] [--consistency-weight 10] \
+        [--epochs 30] [--translate 3] [--zoom 0.15] [--contrast 0.2] [--brightness B] [--consistency-weight 10] \
         [--consistency-on all] [--methods supervised_basic mean_teacher supervised_all] [--jobs 2] [--threads 1]
 
-Defaults are the README's first (session-10) run, about 40 minutes on 2 CPU cores; the README's headline run adds
---framing square --gain 2 --contrast 0.5 --brightness 0.4 --ema-momentum 0.05 --epochs 60. Every method gets the same views
-(--translate/--zoom/--contrast/--brightness on top of the configs' flip, brightness and input noise); --consistency-weight and
---consistency-on change the mean teacher only. Writes WORK_DIR/results.{json,md}, WORK_DIR/auc_by_seed.png and
-per seed seed_S/{crops/,configs/,<method>/,logs/,roc.png}. A run whose test metrics exist is reused if it was
-trained with the same config and data (--force reruns it).
+Defaults are the README's first (session-10) run, about 40 minutes on 2 CPU cores; the README's headline run
+adds --framing square --gain 2 --contrast 0.5 --brightness 0.4 --ema-momentum 0.05 --epochs 60. Every method gets
+the same views (--translate/--zoom/--contrast/--brightness on top of the configs' flip, brightness and input
+noise); --consistency-weight, --consistency-on and --ema-momentum change the mean teacher only. Writes
+WORK_DIR/results.{json,md}, WORK_DIR/auc_by_seed.png and per seed seed_S/{crops/,configs/,<method>/,logs/,roc.png}.
+A run whose test metrics exist is reused if it was trained with the same config and data (--force reruns it).
 """
 import argparse
 import os.path as osp
