@@ -14,8 +14,8 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-import mmbus  # noqa: E402,F401  (registers components, fixes checkpoint loading)
-from mmbus.utils import setup_distributed  # noqa: E402
+import mmbus.registry  # noqa: E402,F401  (registers components, fixes checkpoint loading)
+from mmbus.utils.distributed import setup_distributed  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -1,7 +1,7 @@
 # Runtime for the mmbus nodule classifiers (mmpretrain scope, epoch-based loops whose epoch length is set by
 # LabelledUnlabelledSampler.epoch_length).
 default_scope = 'mmpretrain'
-custom_imports = dict(imports=['mmbus'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmbus.registry'], allow_failed_imports=False)
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),

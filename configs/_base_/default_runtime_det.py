@@ -1,6 +1,6 @@
 # Runtime for the mmbus detectors (mmdet scope, iteration-based logging/checkpoints).
 default_scope = 'mmdet'
-custom_imports = dict(imports=['mmbus'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmbus.registry'], allow_failed_imports=False)
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
@@ -27,3 +27,4 @@ log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)
 log_level = 'INFO'
 load_from = None
 resume = False
+randomness = dict(seed=0, deterministic=False)

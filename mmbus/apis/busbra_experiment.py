@@ -719,7 +719,7 @@ def sharded_detector_test(cfg_path: str, ckpt: str, ann_file: str,
 def evaluate_detections(preds: List[dict], ann_file: str) -> dict:
     """COCO bbox mAP + BoxIoUMetric(top_score) of dumped mmdet predictions
     against ``ann_file`` (ground truth read from the file)."""
-    import mmbus  # noqa: F401  registers BoxIoUMetric
+    import mmbus.registry  # noqa: F401  registers BoxIoUMetric
     from mmdet.evaluation import CocoMetric
     from mmengine.evaluator import Evaluator
     from mmbus.evaluation.box_iou_metric import BoxIoUMetric

@@ -228,7 +228,7 @@ def load_detector(config: str, checkpoint: str, device: str = 'cpu'):
                        (checkpoint, 'detector checkpoint')):
         if not osp.isfile(path):
             raise FileNotFoundError(f'{what} not found: {path}')
-    import mmbus  # noqa: F401  registers BUSDataset etc.
+    import mmbus.registry  # noqa: F401  registers BUSDataset etc.
     from mmdet.apis import init_detector
     from mmdet.utils import register_all_modules
     register_all_modules(init_default_scope=False)

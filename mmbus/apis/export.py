@@ -123,7 +123,7 @@ def export_teacher(config: str,
                        (checkpoint, 'classifier checkpoint')):
         if not osp.isfile(path):
             raise FileNotFoundError(f'{what} not found: {path}')
-    import mmbus  # noqa: F401  (checkpoint-loading compatibility)
+    import mmbus.registry  # noqa: F401  (checkpoint-loading compatibility)
     cfg = Config.fromfile(config)
     ckpt = torch.load(checkpoint, map_location='cpu', weights_only=False)
     state = ckpt.get('state_dict', ckpt)
@@ -158,7 +158,7 @@ def load_plain_classifier(config, checkpoint: Optional[str] = None,
                           device: str = 'cpu'):
     """Build the plain (teacher) classifier from a SemiClassifier or a plain
     ImageClassifier config + checkpoint, in memory (no files written)."""
-    import mmbus  # noqa: F401
+    import mmbus.registry  # noqa: F401
     from mmengine.runner import load_state_dict
     from mmpretrain.apis import init_model
     cfg = Config.fromfile(config) if isinstance(config, str) else config

@@ -1,1 +1,1 @@
-from . import hooks  # noqa: F401
+"""Hooks (registered by :mod:`mmbus.registry`)."""

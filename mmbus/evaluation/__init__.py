@@ -1,2 +1,1 @@
-from .box_iou_metric import BoxIoUMetric  # noqa: F401
-from .binary_diagnostic_metric import BinaryDiagnosticMetric  # noqa: F401
+"""Metrics (registered by :mod:`mmbus.registry`)."""

@@ -1,1 +1,1 @@
-from .bus_det_visualizer import BUSDetVisualizer  # noqa: F401
+"""Visualisers (registered by :mod:`mmbus.registry`)."""

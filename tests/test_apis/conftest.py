@@ -92,7 +92,7 @@ def _write(path, text):
 @pytest.fixture(scope='session')
 def tiny_detector(tmp_path_factory):
     """(config, checkpoint) of a random-weight tiny Faster R-CNN."""
-    import mmbus  # noqa: F401
+    import mmbus.registry  # noqa: F401
     from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
@@ -111,7 +111,7 @@ def tiny_detector(tmp_path_factory):
 def tiny_semi_classifier(tmp_path_factory):
     """(config, checkpoint, model) of a random-weight tiny SemiClassifier
     whose teacher differs from its student."""
-    import mmbus  # noqa: F401
+    import mmbus.registry  # noqa: F401
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS

@@ -10,7 +10,7 @@ import pytest
 import torch
 from mmpretrain.structures import DataSample
 
-import mmbus  # noqa: F401
+import mmbus.registry  # noqa: F401
 from mmbus.evaluation.binary_diagnostic_metric import (
     BinaryDiagnosticMetric, delong_auc, midrank, roc_curve, wilson_interval,
     youden_threshold)

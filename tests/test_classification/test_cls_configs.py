@@ -12,7 +12,7 @@ import pytest
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
-import mmbus  # noqa: F401
+import mmbus.registry  # noqa: F401
 from mmbus.datasets.synthetic_crops import make_crop_set
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,8 +6,10 @@ import torch
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-import mmbus  # noqa: F401
-from mmbus.models import BatchViewAugment, MTConvNet, SemiClassifier
+import mmbus.registry  # noqa: F401
+from mmbus.models.mt_convnet import MTConvNet
+from mmbus.models.semi_classifier import SemiClassifier
+from mmbus.models.view_augment import BatchViewAugment
 
 
 def tiny_semi(**kw):

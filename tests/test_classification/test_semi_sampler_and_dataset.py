@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from mmengine.dataset import ConcatDataset
 
-import mmbus  # noqa: F401
-from mmbus.datasets import BUSCropDataset, LabelledUnlabelledSampler
+import mmbus.registry  # noqa: F401
+from mmbus.datasets.crop_dataset import BUSCropDataset
+from mmbus.datasets.semi_sampler import LabelledUnlabelledSampler
 from mmbus.datasets import semi_sampler as semi_sampler_mod
 from mmbus.datasets.transforms import LetterboxResize
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from mmengine.registry import init_default_scope
 
-import mmbus  # noqa: F401
+import mmbus.registry  # noqa: F401
 from mmbus.datasets.bus_dataset import BUSDataset
 from det_fixtures import make_bus_coco
 

@@ -7,7 +7,7 @@ from mmdet.structures import DetDataSample
 from mmdet.structures.bbox import HorizontalBoxes
 from mmengine.structures import InstanceData
 
-import mmbus  # noqa: F401
+import mmbus.registry  # noqa: F401
 from mmbus.visualization import BUSDetVisualizer
 
 YELLOW_BGR = np.array([0, 255, 255])

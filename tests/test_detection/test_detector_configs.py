@@ -7,7 +7,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-import mmbus  # noqa: F401
+import mmbus.registry  # noqa: F401
 from mmdet.registry import MODELS
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -31,7 +31,7 @@ def test_cpu_quick_detector_reaches_mean_iou_075(hospital_a, tmp_path):
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    import mmbus  # noqa: F401
+    import mmbus.registry  # noqa: F401
     from det_fixtures import set_data
     torch.set_num_threads(2)
     cfg = Config.fromfile(osp.join(REPO, 'configs/mmbus/faster_rcnn_vgg16_bus_cpu_quick.py'))

@@ -13,7 +13,7 @@ import pytest
 import torch
 from mmengine.runner import Runner
 
-import mmbus  # noqa: F401
+import mmbus.registry  # noqa: F401
 from det_fixtures import PYTHON, REPO, make_bus_coco, set_data, tiny_detector_cfg
 
 SPLITS = dict(basic_train=4, val=2, test=3)

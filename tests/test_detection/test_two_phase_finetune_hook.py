@@ -10,7 +10,7 @@ from mmengine.model import BaseModel, is_model_wrapper
 from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
-import mmbus  # noqa: F401  (registers the hook; fixes checkpoint loading for resume)
+import mmbus.registry  # noqa: F401  (registers the hook; fixes checkpoint loading for resume)
 from mmbus.engine.hooks.two_phase_finetune_hook import TwoPhaseFineTuneHook
 
 

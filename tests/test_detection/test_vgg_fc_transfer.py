@@ -7,7 +7,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-import mmbus  # noqa: F401
+import mmbus.registry  # noqa: F401
 from mmbus.models.vgg_fc_transfer import vgg_layer_tensors
 from mmdet.registry import MODELS
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from mmengine.logging import HistoryBuffer
 
-import mmbus  # noqa: F401
+import mmbus.registry  # noqa: F401
 
 
 def test_mmengine_objects_load_with_weights_only(tmp_path):

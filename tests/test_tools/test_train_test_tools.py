@@ -54,7 +54,7 @@ def test_train_resume_and_test(tiny_project):
     _run(['tools/train.py', cfg, '--work-dir', str(work), '--cfg-options', 'train_cfg.max_iters=3'], REPO)
     assert osp.isfile(work / 'iter_3.pth')
     # the checkpoint holds mmengine's message hub (HistoryBuffer, numpy): must load under weights_only=True
-    import mmbus  # noqa: F401
+    import mmbus.registry  # noqa: F401
     ckpt = torch.load(work / 'iter_3.pth', weights_only=True)
     assert ckpt['meta']['iter'] == 3
     proc = _run(['tools/train.py', cfg, '--work-dir', str(work), '--resume', str(work / 'iter_3.pth')], REPO)

@@ -77,7 +77,7 @@ def worker(args) -> dict:
     from mmengine.optim import OptimWrapper
     from mmengine.registry import init_default_scope
 
-    import mmbus  # noqa: F401
+    import mmbus.registry  # noqa: F401
     from mmdet.registry import MODELS as DET_MODELS
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

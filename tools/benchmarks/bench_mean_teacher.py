@@ -25,7 +25,7 @@ import time
 
 import torch
 
-import mmbus  # noqa: F401  (registers the components)
+import mmbus.registry  # noqa: F401  (registers the components)
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 

@@ -24,10 +24,6 @@ import os
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
-if __name__ == '__main__':   # fast start-up: skip mmbus/__init__ (torch, mmdet, ...)
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import _light_import
-    _light_import.install()
 
 from mmbus.datasets.converters import (ConversionError, FORMATS,  # noqa: E402
                                        convert_and_split, parse_split_spec)

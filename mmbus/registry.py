@@ -1,0 +1,12 @@
+"""Registers every mmbus component with mmdet and mmpretrain (import side effects).
+
+Configs point here through ``custom_imports=dict(imports=['mmbus.registry'])``; tools that build models
+without a config (benchmarks, inference) import it too. ``compat`` comes first: it must run before any
+checkpoint is loaded.
+"""
+from . import compat  # noqa: F401
+from .datasets import bus_dataset, crop_dataset, semi_sampler, transforms  # noqa: F401,E402
+from .engine import hooks  # noqa: F401,E402
+from .evaluation import binary_diagnostic_metric, box_iou_metric  # noqa: F401,E402
+from .models import mt_convnet, semi_classifier, vgg_fc_transfer, view_augment  # noqa: F401,E402
+from .visualization import bus_det_visualizer  # noqa: F401,E402
