@@ -1,4 +1,4 @@
-"""Learning-curve subsets: patient-grouped, stratified, seeded, nested (no BUS-BRA needed)."""
+"""Labelled subsets for learning curves: patient-grouped, stratified, seeded, nested."""
 import json
 import math
 import os
@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmbus.apis.learning_curve import (grouped_stratified_order, labelled_subset, load_crops,
-                                       plot_curve, save_curve, write_share_datasets)
+from mmbus.study.subsets import (grouped_stratified_order, labelled_subset, load_crops,
+                                 write_share_datasets)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -112,66 +112,3 @@ def test_load_crops_bad_input(tmp_path):
     ok = tmp_path / 'ok.json'
     ok.write_text(json.dumps(dict(data_list=[dict(img_path='a.png', gt_label=1)])))
     assert load_crops(str(ok))[0]['true_label'] == 1
-
-
-def test_save_curve_outputs(tmp_path):
-    rows = []
-    for m, base in (('mean_teacher', 0.8), ('supervised_basic', 0.7)):
-        for s in (0.05, 0.3):
-            rows.append(dict(share=s, method=m, labelled=int(s * 100), auc=base + s / 10,
-                             auc_ci_low=base - 0.05, auc_ci_high=base + 0.1))
-    rows.append(dict(share=0.1, method='supervised_basic', labelled=10, auc=float('nan'),
-                     auc_ci_low=float('nan'), auc_ci_high=float('nan')))
-    j, c, p = save_curve(rows, str(tmp_path))
-    assert json.loads(Path(j).read_text())[0]['method'] == 'mean_teacher'
-    assert Path(c).read_text().splitlines()[0].startswith('share,method')
-    assert Path(p).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-
-
-def test_cli_schedule_knobs():
-    sys.path.insert(0, str(REPO / 'tools' / 'analysis'))
-    try:
-        import learning_curve as cli
-    finally:
-        sys.path.pop(0)
-    assert cli.schedule(cli.parse_args(['--schedule', 'short'])) == (10, 20)
-    assert cli.schedule(cli.parse_args(['--max-iters', '45', '--epoch-length', '10'])) == (5, 10)
-    assert cli.schedule(cli.parse_args(['--schedule', 'cpu', '--max-iters', '30'])) == (2, 20)
-    with pytest.raises(SystemExit):
-        cli.schedule(cli.parse_args(['--max-iters', '0']))
-
-
-def _tiny_crops(root: Path, n=12):
-    """A crops dataset of tiny grey PNGs: malignant crops are darker with a bright rim."""
-    import cv2
-    rng = np.random.RandomState(0)
-    for split, n_split, hidden in (('basic_train', n, False), ('extended_train', n, True),
-                                   ('val', 8, False), ('test', 8, False)):
-        (root / split).mkdir(parents=True)
-        lst = []
-        for i in range(n_split):
-            lab = i % 2
-            img = (rng.rand(12, 12) * 40 + (60 if lab else 160)).astype(np.uint8)
-            cv2.imwrite(str(root / split / f'{i}.png'), img)
-            lst.append(dict(img_path=f'{split}/{i}.png', gt_label=-1 if hidden else lab,
-                            true_label=lab, image_id=i, file_name=f'{split}{i}.png',
-                            patient_id=f'{split}{i}', bbox=[0, 0, 12, 12], det_score=1.0))
-        (root / f'{split}.json').write_text(json.dumps(dict(
-            metainfo=dict(classes=['benign', 'malignant']), data_list=lst)))
-        (root / f'{split}_missed.json').write_text('[]')
-
-
-@pytest.mark.slow
-def test_learning_curve_end_to_end_tiny(tmp_path):
-    """Runs tools/train.py + tools/test.py for both methods on one share (about a minute)."""
-    crops = tmp_path / 'crops'
-    _tiny_crops(crops)
-    out = tmp_path / 'lc'
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    subprocess.run([sys.executable, str(REPO / 'tools/analysis/learning_curve.py'), '--crop-root',
-                    str(crops), '--work-dir', str(out), '--shares', '0.5', '--schedule', 'tiny'],
-                   check=True, cwd=REPO, env=env, timeout=600)
-    rows = json.loads((out / 'learning_curve.json').read_text())
-    assert {r['method'] for r in rows} == {'mean_teacher', 'supervised_basic'}
-    assert all(0 <= r['auc'] <= 1 for r in rows)
-    assert (out / 'learning_curve.png').is_file()

@@ -1,0 +1,163 @@
+"""Data stages of a study: where the images, the COCO splits and the crops come from.
+
+``data.type`` in a study spec:
+
+* ``synthetic_hospitals``: two generated hospitals (B: another scanner style, used whole as the external
+  test set), converted to COCO and split by the paper's protocol; annotations beside the images.
+* ``dataset``: a folder in one of the converter's formats (``busi``, ``busbra``, ``generic``), optionally
+  an external test dataset beside it; annotations are written into the work dir (the dataset folder may be
+  read-only).
+* ``synthetic_crops``: generated nodule crops for stage 2 only (one crop set per grid seed).
+"""
+import os.path as osp
+import sys
+from dataclasses import dataclass, field
+from typing import Dict, List
+
+from .configs import REPO_ROOT
+from .stages import Stage
+
+SPLITS = ('basic_train', 'extended_train', 'val', 'test')
+
+
+def tool(rel: str) -> str:
+    path = osp.join(REPO_ROOT, rel)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'tool missing: {path}')
+    return path
+
+
+def py(*args) -> List[str]:
+    return [sys.executable] + [str(a) for a in args]
+
+
+@dataclass
+class ImageSet:
+    """Images of one hospital and the folder whose ``annotations/<split>.json`` describe them."""
+    images: str
+    ann_root: str
+    title: str
+
+    def ann(self, split: str) -> str:
+        return osp.join(self.ann_root, 'annotations', f'{split}.json')
+
+
+@dataclass
+class DataLayout:
+    stages: List[Stage] = field(default_factory=list)
+    #: 'internal' (split by the protocol) and, when present, 'external' (its test split only)
+    sets: Dict[str, ImageSet] = field(default_factory=dict)
+
+
+def resolve_path(path: str, work_dir: str) -> str:
+    path = str(path).replace('{work_dir}', work_dir)
+    return osp.abspath(path if osp.isabs(path) else osp.join(REPO_ROOT, path))
+
+
+def _display(name: str) -> str:
+    """'hospital_a' -> 'hospital A'."""
+    return ' '.join(w.upper() if len(w) == 1 else w for w in name.split('_'))
+
+
+def _convert_args(data: dict) -> List[str]:
+    args = ['--seed', data.get('seed', 0)]
+    if data.get('ratios'):
+        args += ['--split', 'ratios', '--ratios', data['ratios']]
+    if data.get('balanced'):
+        args += ['--balanced', data['balanced']]
+    return args + ['--no-progress']
+
+
+def image_data(data: dict, work_dir: str) -> DataLayout:
+    """Stages and layout of the ``synthetic_hospitals`` and ``dataset`` kinds."""
+    conv = tool('tools/dataset_converters/bus_to_coco.py')
+    out = DataLayout()
+    kind = data['type']
+    if kind == 'synthetic_hospitals':
+        root = resolve_path(data.get('root', '{work_dir}/data'), work_dir)
+        gen = tool('tools/dataset_converters/make_synthetic_bus.py')
+        for i, (name, n) in enumerate(data['images'].items()):
+            cmd = py(gen, osp.join(root, name), '--num-images', n, '--seed', data.get('seed', 0) + i,
+                     '--style', 'b' if i else 'a', '--overwrite', '--no-progress')
+            out.stages.append(Stage(f'generate_{name}', cmd, inputs=[gen], outputs=[osp.join(root, name)],
+                                    desc=f'synthetic {name} ({n} images)'))
+        names = list(data['images'])
+        a = osp.join(root, names[0])
+        out.sets['internal'] = ImageSet(a, a, f'Internal test ({_display(names[0])})')
+        if len(names) > 1:
+            b = osp.join(root, names[1])
+            out.sets['external'] = ImageSet(b, b, f'External test ({_display(names[1])})')
+        fmt, ext_fmt = 'busi', 'busi'
+    elif kind == 'dataset':
+        if not data.get('root'):
+            raise ValueError('data.root is required for data.type="dataset" (e.g. --cfg-options '
+                             'data.root=/data/BUSI data.format=busi)')
+        a = resolve_path(data['root'], work_dir)
+        out.sets['internal'] = ImageSet(a, osp.join(work_dir, 'annotations_internal'), 'Internal test')
+        if data.get('external_root'):
+            b = resolve_path(data['external_root'], work_dir)
+            out.sets['external'] = ImageSet(b, osp.join(work_dir, 'annotations_external'), 'External test')
+        fmt = data.get('format', 'busi')
+        ext_fmt = data.get('external_format') or fmt
+    else:
+        raise ValueError(f'unknown data.type {kind!r}')
+    s = out.sets['internal']
+    out.stages.append(Stage('convert_internal',
+                            py(conv, s.images, '--format', fmt, '--out-dir', s.ann_root, *_convert_args(data)),
+                            inputs=[conv, s.images], outputs=[s.ann(x) for x in SPLITS],
+                            desc='COCO conversion + patient-grouped split'))
+    if 'external' in out.sets:
+        e = out.sets['external']
+        out.stages.append(Stage('convert_external',
+                                py(conv, e.images, '--format', ext_fmt, '--out-dir', e.ann_root,
+                                   '--external-test', '--no-progress'),
+                                inputs=[conv, e.images], outputs=[e.ann('test')],
+                                desc='COCO conversion of the external test set'))
+    return out
+
+
+def crop_stage(name: str, crops: dict, layout: DataLayout, out_dir: str, det_cfg=None, det_ckpt=None,
+               device: str = 'cpu') -> Stage:
+    """``tools/extract_crops.py`` for one crop set: ground-truth boxes, or the trained detector's top box
+    for the splits not in ``gt_splits`` (misses listed and later counted as wrong answers)."""
+    ext = tool('tools/extract_crops.py')
+    s = layout.sets['internal']
+    splits = list(crops.get('splits', SPLITS))
+    detector = crops.get('boxes', 'ground_truth') == 'detector'
+    extra = []
+    if 'external' in layout.sets and crops.get('external', True):
+        e = layout.sets['external']
+        extra = ['--external-ann-file', e.ann('test'), '--external-data-root', e.images]
+    outputs = [osp.join(out_dir, f'{x}.json') for x in splits] + (
+        [osp.join(out_dir, 'test_external.json')] if extra else [])
+
+    def cmd():
+        c = [ext, s.images, '--ann-dir', osp.join(s.ann_root, 'annotations'), '--out-dir', out_dir,
+             '--splits', *splits, '--margin', crops.get('margin', 10), '--no-progress', *extra]
+        if detector:
+            c += ['--det-config', det_cfg(), '--det-checkpoint', det_ckpt(), '--score-thr',
+                  crops.get('score_thr', 0.05), '--device', device,
+                  '--gt-splits', *crops.get('gt_splits', ['basic_train', 'val'])]
+        return py(*c)
+
+    def inputs():
+        files = [ext] + [s.ann(x) for x in splits] + ([layout.sets['external'].ann('test')] if extra else [])
+        return files + ([det_cfg(), det_ckpt()] if detector else [])
+
+    what = 'detector boxes' if detector else 'ground-truth boxes'
+    return Stage(f'crops_{name}', cmd, inputs=inputs, outputs=outputs, desc=f'nodule crops ({what})')
+
+
+def synthetic_crops_stage(data: dict, seed: int, out_dir: str) -> Stage:
+    """Generated crops (``tools/dataset_converters/make_synthetic_crops.py``) for one seed."""
+    gen = tool('tools/dataset_converters/make_synthetic_crops.py')
+    c = data['counts']
+    args = ['--basic', c['basic_train'], '--extended', c['extended_train'], '--val', c['val'], '--test',
+            c['test'], '--seed', seed, '--difficulty', data.get('difficulty', 1.0), '--framing',
+            data.get('framing', 'random'), '--gain', data.get('gain', 1.0)]
+    if data.get('balanced_basic', True):
+        args.append('--balanced-basic')
+    # work_dir: a half-written or outdated crop set is cleared before the generator runs again
+    return Stage(f'crops_seed{seed}', py(gen, out_dir, *args), inputs=[gen], work_dir=out_dir,
+                 outputs=[osp.join(out_dir, f'{x}.json') for x in SPLITS],
+                 desc=f'synthetic crops, seed {seed}')

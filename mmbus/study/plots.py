@@ -1,0 +1,152 @@
+"""Figures of a study, all built from result rows and dumped predictions (PNG, written atomically)."""
+import math
+import os.path as osp
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from mmbus.utils.io import atomic_write
+from .methods import title
+from .results import is_num
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save_fig(fig, path: str) -> str:
+    plt = _plt()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format='png'))
+    plt.close(fig)
+    return path
+
+
+def plot_roc_panels(panels: Dict[str, Dict[str, tuple]], path: str) -> str:
+    """One panel per entry of ``panels`` (panel title -> {method: (scores, labels, auc_metrics)}); the
+    curve is the metric's :func:`roc_curve`, the legend its AUC with the DeLong 95 % CI."""
+    from mmbus.evaluation.binary_diagnostic_metric import roc_curve
+    plt = _plt()
+    k = max(1, len(panels))
+    fig, axes = plt.subplots(1, k, figsize=(5 * k, 5), dpi=100, squeeze=False)
+    for ax, (panel, curves) in zip(axes[0], panels.items()):
+        for method, (scores, labels, m) in curves.items():
+            _, fpr, tpr = roc_curve(scores, labels)
+            lab = title(method)
+            if is_num(m.get('auc')):
+                lab += f" (AUC {m['auc']:.3f}"
+                if is_num(m.get('auc_ci_low')):
+                    lab += f" [{m['auc_ci_low']:.3f}, {m['auc_ci_high']:.3f}]"
+                lab += ')'
+            ax.plot(fpr, tpr, lw=2, label=lab)
+        ax.plot([0, 1], [0, 1], '--', color='grey', lw=1)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.01)
+        ax.set_xlabel('1 - specificity')
+        ax.set_ylabel('sensitivity (malignant)')
+        ax.set_title(panel, fontsize=9)
+        ax.legend(loc='lower right', fontsize=7)
+    fig.tight_layout()
+    return save_fig(fig, path)
+
+
+def plot_metric_by(rows: Sequence[dict], x_key: str, path: str, xlabel: str, title_text: str,
+                   metric: str = 'auc', percent_x: bool = False) -> str:
+    """``metric`` (with its CI) against a grid value, one line per method (learning curves, seeds)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
+    methods = list(dict.fromkeys(r['method'] for r in rows))
+    for j, method in enumerate(methods):
+        pts = sorted((r['grid'][x_key], r['metrics'].get(metric), r['metrics'].get(f'{metric}_ci_low'),
+                      r['metrics'].get(f'{metric}_ci_high')) for r in rows
+                     if r['method'] == method and is_num(r['metrics'].get(metric)))
+        if not pts:
+            continue
+        off = (j - (len(methods) - 1) / 2) * (0.0 if percent_x else 0.08)
+        x = [(100 * p[0] if percent_x else p[0] + off) for p in pts]
+        y = [p[1] for p in pts]
+        err = np.array([[p[1] - p[2] if is_num(p[2]) else 0 for p in pts],
+                        [p[3] - p[1] if is_num(p[3]) else 0 for p in pts]])
+        ax.errorbar(x, y, yerr=err, marker='o', capsize=3, label=title(method))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f'test {metric.upper()} (95% CI)')
+    ax.set_title(title_text, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_fig(fig, path)
+
+
+def _iou(a, b) -> float:
+    iw = max(0., min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0., min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.
+
+
+def detection_examples(coco: dict, data_root: str, det_preds: List[dict], probs: Dict[int, float],
+                       set_name: str, k: int = 4) -> List[dict]:
+    """Up to ``k`` images spread evenly over a split: ground-truth boxes, the detector's top box and the
+    malignancy probability of its crop."""
+    if not coco or not det_preds:
+        return []
+    gts = {}
+    for a in coco['annotations']:
+        x, y, w, h = a['bbox']
+        gts.setdefault(a['image_id'], []).append([x, y, x + w, y + h])
+    top = {}
+    for p in det_preds:
+        inst = p.get('pred_instances', {})
+        scores = inst.get('scores')
+        if scores is None or len(scores) == 0:
+            top[p.get('img_id')] = None
+            continue
+        i = int(np.argmax(np.asarray(scores)))
+        top[p.get('img_id')] = [float(v) for v in np.asarray(inst['bboxes'])[i]]
+    images = [im for im in coco['images'] if im['id'] in gts]
+    if not images:
+        return []
+    idx = np.unique(np.linspace(0, len(images) - 1, min(k, len(images))).round().astype(int))
+    out = []
+    for i in idx:
+        im = images[i]
+        pred = top.get(im['id'])
+        out.append(dict(path=osp.join(data_root, im['file_name']), set=set_name,
+                        pathology=im.get('pathology', '?'), gt_boxes=gts[im['id']], pred_box=pred,
+                        iou=max(_iou(pred, g) for g in gts[im['id']]) if pred else 0.,
+                        prob=probs.get(im['id'])))
+    return out
+
+
+def plot_detections(examples: List[dict], path: str, cols: int = 4) -> str:
+    """Grid of test images: ground truth yellow, detection red (the paper's Figure 3)."""
+    import matplotlib.patches as patches
+    import mmcv
+    plt = _plt()
+    n = max(1, len(examples))
+    cols = min(cols, n)
+    rows = int(math.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), dpi=100, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis('off')
+    for ax, ex in zip(axes.ravel(), examples):
+        ax.imshow(mmcv.imread(ex['path'], channel_order='rgb'))
+        boxes = [(b, 'yellow') for b in ex['gt_boxes']]
+        if ex['pred_box'] is not None:
+            boxes.append((ex['pred_box'], 'red'))
+        for (x1, y1, x2, y2), color in boxes:
+            ax.add_patch(patches.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, lw=1.5))
+        t = f"{ex['set']}: GT {ex['pathology']}"
+        if ex['pred_box'] is None:
+            t += '\nno nodule found'
+        else:
+            t += f"\nIoU {ex['iou']:.2f}"
+            if ex.get('prob') is not None:
+                t += f", p(malignant) {ex['prob']:.2f}"
+        ax.set_title(t, fontsize=8)
+    fig.suptitle('ground truth (yellow), detection (red)', fontsize=10)
+    fig.tight_layout()
+    return save_fig(fig, path)

@@ -1,0 +1,363 @@
+"""Stages: the one mechanism by which a study runs, skips and resumes its steps.
+
+A stage is one command-line tool (``tools/train.py``, a converter, ...) run as a subprocess, or an
+in-process function (result rows, reports). ``<work_dir>/study_state.json`` records per stage:
+
+* its **key**, a SHA-256 over the command line and the fingerprints of its inputs (small files by
+  content, files over 32 MiB by size + mtime, directories by relative path + file fingerprint);
+* a stage is **skipped** when the recorded key is the same, the recorded run finished with exit status
+  0 and every declared output still exists;
+* a stage that started but did not finish is **rerun**; a training stage whose work dir holds
+  ``last_checkpoint`` from a run with the same key gets ``--resume``; with another key, or when forced,
+  its work dir is cleared and it trains from scratch.
+
+Safety: one study process per work dir (an ``flock`` on ``<work_dir>/.study.lock``, inherited by the
+running tool, so a tool orphaned by a killed study still holds it); every tool runs in its own process
+group, which is terminated when the study is interrupted (SIGINT / SIGTERM) and receives SIGTERM if the
+study process dies (Linux ``PR_SET_PDEATHSIG``). Logs: ``<work_dir>/logs/<stage>.log``.
+"""
+import contextlib
+import fcntl
+import fnmatch
+import hashlib
+import json
+import os
+import os.path as osp
+import shlex
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Union
+
+from mmbus.utils.io import atomic_write_json
+
+STATE_FILE = 'study_state.json'
+LOCK_FILE = '.study.lock'
+_HASH_LIMIT = 32 * 1024 * 1024
+
+
+def fingerprint(path: str) -> str:
+    """SHA-256 of a file's content (size + mtime above 32 MiB, e.g. checkpoints); for a directory a hash
+    over (relative path, fingerprint) of every file, skipping a top-level ``annotations/`` (a converter's
+    output written into the folder it reads); ``'missing'`` when absent."""
+    if osp.isfile(path):
+        st = os.stat(path)
+        if st.st_size > _HASH_LIMIT:
+            return f'stat:{st.st_size}:{st.st_mtime_ns}'
+        h = hashlib.sha256()
+        with open(path, 'rb') as f:
+            for chunk in iter(lambda: f.read(1 << 20), b''):
+                h.update(chunk)
+        return 'sha256:' + h.hexdigest()
+    if osp.isdir(path):
+        h = hashlib.sha256()
+        for root, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not (root == path and d == 'annotations'))
+            for name in sorted(files):
+                p = osp.join(root, name)
+                h.update(f'{osp.relpath(p, path)}:{fingerprint(p)}\n'.encode())
+        return 'dir:' + h.hexdigest()
+    return 'missing'
+
+
+@dataclass
+class Stage:
+    """One step of a study.
+
+    ``cmd`` (argv, or a callable returning it once earlier stages ran) runs as a subprocess; ``func``
+    runs in-process instead. ``inputs`` (list or callable) are fingerprinted into the key; ``outputs``
+    must exist after success; ``work_dir`` marks a training stage (resume source, cleared on a new key).
+    """
+    name: str
+    cmd: Union[None, Sequence[str], Callable[[], Sequence[str]]] = None
+    inputs: Union[Sequence[str], Callable[[], Sequence[str]]] = field(default_factory=list)
+    outputs: Sequence[str] = field(default_factory=list)
+    work_dir: Optional[str] = None
+    func: Optional[Callable[[], None]] = None
+    desc: str = ''
+
+    def resolve(self) -> None:
+        if callable(self.cmd):
+            self.cmd = [str(c) for c in self.cmd()]
+        if callable(self.inputs):
+            self.inputs = list(self.inputs())
+
+    def key(self) -> str:
+        self.resolve()
+        h = hashlib.sha256(json.dumps(list(self.cmd) if self.cmd else self.name).encode())
+        for p in self.inputs:
+            h.update(f'{p}={fingerprint(p)}\n'.encode())
+        return h.hexdigest()
+
+
+class Parallel(list):
+    """Independent chains of stages (each a list run in order) that may run ``jobs`` at a time."""
+
+
+class StageFailed(RuntimeError):
+    pass
+
+
+class StudyBusy(RuntimeError):
+    pass
+
+
+class StudyState:
+    """``study_state.json``: per stage its key, status, command and timing (thread-safe)."""
+
+    def __init__(self, path: str):
+        self.path, self.data, self._lock = path, {}, threading.Lock()
+        if osp.isfile(path):
+            try:
+                with open(path) as f:
+                    self.data = json.load(f)['stages']
+            except (ValueError, KeyError, TypeError):
+                print(f'[study] warning: {path} is unreadable; every stage will run again', flush=True)
+
+    def get(self, name: str) -> dict:
+        with self._lock:
+            return dict(self.data.get(name, {}))
+
+    def set(self, name: str, **kw) -> None:
+        with self._lock:
+            self.data.setdefault(name, {}).update(kw)
+            atomic_write_json(dict(stages=self.data), self.path, indent=1)
+
+
+def _set_pdeathsig():  # runs in the child between fork and exec
+    try:
+        import ctypes
+        ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class _Children:
+    """Process groups of the running tools, terminated together on interruption."""
+
+    def __init__(self):
+        self.pgids, self.lock = set(), threading.Lock()
+
+    def terminate_all(self, grace: float = 5.0) -> None:
+        with self.lock:
+            pgids = list(self.pgids)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for g in pgids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(g, sig)
+            deadline = time.time() + grace
+            while sig == signal.SIGTERM and time.time() < deadline and any(_alive(g) for g in pgids):
+                time.sleep(0.1)
+
+
+def _alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+CHILDREN = _Children()
+
+
+def run_command(cmd: Sequence[str], log: str, cwd: Optional[str] = None, env: Optional[dict] = None,
+                pass_fds: Sequence[int] = ()) -> int:
+    """Run ``cmd`` with stdout + stderr appended to ``log`` (the command line first), in its own process
+    group that dies with this process; returns the exit status."""
+    os.makedirs(osp.dirname(osp.abspath(log)), exist_ok=True)
+    with open(log, 'a') as f:
+        f.write('$ ' + ' '.join(shlex.quote(str(c)) for c in cmd) + '\n')
+        f.flush()
+        proc = subprocess.Popen([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT, cwd=cwd, env=env,
+                                start_new_session=True, preexec_fn=_set_pdeathsig, pass_fds=tuple(pass_fds))
+        with CHILDREN.lock:
+            CHILDREN.pgids.add(proc.pid)
+        try:
+            return proc.wait()
+        except BaseException:  # interrupted (KeyboardInterrupt, SystemExit from SIGTERM): the tool goes too
+            _terminate_group(proc)
+            raise
+        finally:
+            with CHILDREN.lock:
+                CHILDREN.pgids.discard(proc.pid)
+
+
+def _terminate_group(proc, grace: float = 5.0) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def tail(path: str, n: int = 40) -> str:
+    try:
+        with open(path, errors='replace') as f:
+            return ''.join(f.readlines()[-n:])
+    except OSError:
+        return ''
+
+
+def _run_func(func: Callable[[], None], log: str) -> int:
+    with open(log, 'w') as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        try:
+            func()
+            return 0
+        except Exception:  # reported through the log tail
+            traceback.print_exc()
+            return 1
+
+
+def stage_names(items) -> List[str]:
+    out = []
+    for it in items:
+        if isinstance(it, Parallel):
+            for chain in it:
+                out += [s.name for s in chain]
+        else:
+            out.append(it.name)
+    return out
+
+
+def check_force(force: Sequence[str], names: Sequence[str]) -> List[str]:
+    """Stage names matched by the ``--force`` patterns (fnmatch); a pattern matching no stage is an
+    error that lists the stages."""
+    out = []
+    for pat in force:
+        hit = [n for n in names if fnmatch.fnmatchcase(n, pat)]
+        if not hit:
+            raise ValueError(f'--force {pat!r} matches no stage of this study; stages: {", ".join(names)}')
+        out += hit
+    return out
+
+
+class StageRunner:
+    """Runs (or skips) stages under one work dir; see the module docstring."""
+
+    def __init__(self, work_dir: str, force: Sequence[str] = (), jobs: int = 1, cwd: Optional[str] = None,
+                 env: Optional[dict] = None):
+        self.work_dir, self.jobs, self.cwd, self.env = work_dir, max(1, int(jobs)), cwd, env
+        self.force_patterns, self.force = list(force), set()
+        os.makedirs(osp.join(work_dir, 'logs'), exist_ok=True)
+        self.state = StudyState(osp.join(work_dir, STATE_FILE))
+        self.records: List[dict] = []
+        self._lock_fd: Optional[int] = None
+        self._print_lock = threading.Lock()
+        self.total = 0
+
+    def say(self, msg: str) -> None:
+        with self._print_lock:
+            print(msg, flush=True)
+
+    # -- locking -----------------------------------------------------------------------------------
+    def acquire(self) -> None:
+        path = osp.join(self.work_dir, LOCK_FILE)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = open(path).read().strip() or 'another process'
+            raise StudyBusy(f'{self.work_dir} is in use by {holder} (a study or one of its tools is still '
+                            'running); wait for it to finish or stop it, then rerun') from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f'process {os.getpid()} since {time.strftime("%Y-%m-%d %H:%M:%S")}'.encode())
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # -- running -----------------------------------------------------------------------------------
+    def run(self, items) -> List[dict]:
+        names = stage_names(items)
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f'duplicate stage names: {dup}')
+        self.force = set(check_force(self.force_patterns, names))
+        self.total, self.index = len(names), {n: i for i, n in enumerate(names, 1)}
+        self.acquire()
+        try:
+            for it in items:
+                if isinstance(it, Parallel):
+                    self._run_parallel(it)
+                else:
+                    self._run_one(it)
+        finally:
+            self.release()
+        return self.records
+
+    def _run_parallel(self, chains: Parallel) -> None:
+        def chain_fn(chain):
+            for st in chain:
+                self._run_one(st)
+
+        if self.jobs == 1 or len(chains) == 1:
+            for c in chains:
+                chain_fn(c)
+            return
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            futures = [pool.submit(chain_fn, c) for c in chains]
+            try:
+                for fut in futures:
+                    fut.result()
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                CHILDREN.terminate_all()
+                raise
+
+    def _run_one(self, st: Stage) -> None:
+        key = st.key()
+        prev = self.state.get(st.name)
+        log = osp.join(self.work_dir, 'logs', f'{st.name}.log')
+        head = f'[study] {self.index[st.name]}/{self.total} {st.name}'
+        forced = st.name in self.force
+        if (not forced and prev.get('key') == key and prev.get('status') == 'done'
+                and all(osp.exists(p) for p in st.outputs)):
+            self.say(f'{head}: up to date, skipped')
+            self.records.append(dict(name=st.name, status='skipped', wall_s=prev.get('wall_s')))
+            return
+        cmd = list(st.cmd) if st.cmd else None
+        if st.work_dir is not None and cmd is not None:
+            marker = osp.join(st.work_dir, 'last_checkpoint')
+            if not forced and prev.get('key') == key and osp.isfile(marker):
+                cmd.append('--resume')
+                self.say(f'{head}: resuming from {open(marker).read().strip()}')
+            elif osp.isdir(st.work_dir):
+                shutil.rmtree(st.work_dir)  # other inputs, or --force: train from scratch
+        if osp.exists(log):
+            os.remove(log)
+        self.say(f'{head}: {st.desc or st.name} ... (log: {osp.relpath(log, self.work_dir)})')
+        self.state.set(st.name, key=key, status='running', started=time.time(), cmd=cmd, pid=os.getpid())
+        t0 = time.time()
+        rc = (run_command(cmd, log, self.cwd, self.env, pass_fds=[self._lock_fd] if self._lock_fd else [])
+              if cmd is not None else _run_func(st.func, log))
+        wall = time.time() - t0
+        missing = [p for p in st.outputs if not osp.exists(p)]
+        if rc != 0 or missing:
+            self.state.set(st.name, status='failed', rc=rc, wall_s=wall)
+            self.records.append(dict(name=st.name, status='failed', wall_s=wall))
+            why = f'exit status {rc}' if rc != 0 else f'outputs missing: {missing}'
+            self.say(f'{head}: FAILED ({why}) after {wall:.1f} s; last lines of {log}:\n{tail(log)}')
+            raise StageFailed(f'stage {st.name} failed ({why}); see {log}')
+        self.state.set(st.name, status='done', rc=0, wall_s=wall, finished=time.time())
+        self.records.append(dict(name=st.name, status='ran', wall_s=wall))
+        self.say(f'{head}: done in {wall:.1f} s')
+
+
+def summary_line(records: Sequence[dict], total: int, wall: float) -> str:
+    """'N ran, N skipped, N failed, N not run' over all ``total`` stages."""
+    count = {s: sum(r['status'] == s for r in records) for s in ('ran', 'skipped', 'failed')}
+    return (f"[study] {count['ran']} ran, {count['skipped']} skipped, {count['failed']} failed, "
+            f'{total - len(records)} not run; wall time {wall:.0f} s')

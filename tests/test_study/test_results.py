@@ -1,0 +1,63 @@
+"""Result rows, the paired DeLong test and the table writer, against numbers worked out by hand."""
+import pickle
+
+import numpy as np
+import pytest
+
+from mmbus.evaluation.binary_diagnostic_metric import delong_auc
+from mmbus.study.results import (load_predictions, load_rows, md_table, mean_std, paired_delong,
+                                 pick_metric, plain_metrics, write_row)
+
+
+def test_paired_delong_by_hand():
+    # 2 malignant, 2 benign. A ranks perfectly (AUC 1); B: pos 0.9, 0.2 vs neg 0.5, 0.1 -> 3/4.
+    y = [1, 1, 0, 0]
+    a = [0.9, 0.8, 0.3, 0.1]
+    b = [0.9, 0.2, 0.5, 0.1]
+    r = paired_delong(a, b, y)
+    assert r['auc_a'] == pytest.approx(1.0) and r['auc_b'] == pytest.approx(0.75)
+    assert r['diff'] == pytest.approx(0.25)
+    # structural components (V10 per positive, V01 per negative):
+    # A: V10 = [1, 1], V01 = [1, 1] -> zero variance; B: V10 = [1, 0.5], V01 = [0.5, 1]
+    # var(B) = var([1, .5])/2 + var([.5, 1])/2 = 0.125/2 + 0.125/2 = 0.125; cov(A, B) = 0
+    se = np.sqrt(0.125)
+    assert r['diff_ci_low'] == pytest.approx(0.25 - 1.959964 * se)
+    z = 0.25 / se
+    from statistics import NormalDist
+    assert r['p_value'] == pytest.approx(2 * (1 - NormalDist().cdf(z)))
+    # agrees with the unpaired DeLong variance of B alone
+    assert delong_auc(b, y)[1] == pytest.approx(0.125)
+    # identical scores: difference 0, p = 1
+    same = paired_delong(a, a, y)
+    assert same['diff'] == 0 and same['p_value'] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match='2 samples per class'):
+        paired_delong([0.1, 0.9, 0.5], [0.2, 0.8, 0.5], [1, 0, 0])
+
+
+def test_rows_and_metric_names(tmp_path):
+    m = {'teacher/auc': 0.8, 'student/auc': 0.7, 'teacher/accuracy': 0.75}
+    assert pick_metric(m, 'auc') == 0.8
+    assert plain_metrics(m) == {'auc': 0.8, 'accuracy': 0.75}
+    assert pick_metric({'diag/auc': 0.6}, 'auc') == 0.6 and pick_metric({}, 'auc') is None
+    write_row(str(tmp_path), 'b', dict(method='x', metrics={'auc': np.float64(0.5)}))
+    write_row(str(tmp_path), 'a', dict(method='y', metrics={}))
+    assert [r['method'] for r in load_rows(str(tmp_path))] == ['y', 'x']
+    assert mean_std([0.7, 0.9, float('nan'), None]) == pytest.approx(dict(mean=0.8, std=np.sqrt(0.02), n=2))
+    assert md_table(['a', 'b'], [[1, 'x']]) == '| a | b |\n|---|---|\n| 1 | x |'
+
+
+def test_predictions_with_missed_images(tmp_path):
+    preds = [dict(pred_score=np.array([0.2, 0.8]), gt_label=np.array([1]), img_path='/c/test/n1.png'),
+             dict(pred_score=np.array([0.6, 0.4]), gt_label=np.array([-1]), img_path='/c/test/n2.png')]
+    with open(tmp_path / 'p.pkl', 'wb') as f:
+        pickle.dump(preds, f)
+    import json
+    (tmp_path / 'crops.json').write_text(json.dumps(dict(data_list=[
+        dict(img_path='test/n1.png', image_id=1, true_label=1),
+        dict(img_path='test/n2.png', image_id=2, true_label=0)])))
+    (tmp_path / 'missed.json').write_text(json.dumps([dict(id=3, pathology='malignant'),
+                                                       dict(id=4, pathology='benign')]))
+    s, y, ids = load_predictions(str(tmp_path / 'p.pkl'), str(tmp_path / 'crops.json'),
+                                 str(tmp_path / 'missed.json'))
+    # misses are wrong answers: a missed malignant nodule scores 0, a missed benign one 1
+    assert s.tolist() == [0.8, 0.4, 0.0, 1.0] and y.tolist() == [1, 0, 1, 0] and ids == [1, 2, 3, 4]

@@ -1,0 +1,142 @@
+"""The shipped study specs build into the expected stages and derived configs; a toy study runs end to
+end through the engine (the whole toy main job is the slow test below)."""
+import json
+import os.path as osp
+import subprocess
+import sys
+import time
+
+import pytest
+from mmengine.config import Config
+
+from mmbus.study.engine import Study
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+SPECS = osp.join(REPO, 'configs', 'studies')
+
+
+def _study(name, tmp_path, **opts):
+    spec = Config.fromfile(osp.join(SPECS, f'{name}.py'))
+    spec.merge_from_dict(opts, allow_list_keys=True)
+    study = Study(spec, str(tmp_path / name))
+    return study, study.build()
+
+
+def _names(items):
+    from mmbus.study.stages import stage_names
+    return stage_names(items)
+
+
+def test_main_job_spec_stages(tmp_path):
+    study, items = _study('main_job_synthetic', tmp_path)
+    names = _names(items)
+    assert names[:4] == ['generate_hospital_a', 'generate_hospital_b', 'convert_internal', 'convert_external']
+    for n in ('train_detector', 'test_detector_internal', 'test_detector_external', 'crops_main',
+              'train_mean_teacher', 'test_mean_teacher_external', 'row_supervised_all', 'export_teacher'):
+        assert n in names, n
+    assert names[-1] == 'report'
+    assert names.index('crops_main') > names.index('train_detector')
+
+
+def test_busbra_specs(tmp_path):
+    _, items = _study('busbra', tmp_path, **{'data.root': str(tmp_path / 'BUSBRA')})
+    names = _names(items)
+    assert 'crops_gt' in names and 'crops_det' in names and 'test_supervised_basic_det' in names
+    assert 'convert_external' not in names
+    study, items = _study('busbra_learning_curve', tmp_path, **{'data.root': str(tmp_path / 'BUSBRA')})
+    names = _names(items)
+    assert 'train_detector' not in names and 'crops_det' not in names
+    assert [n for n in names if n.startswith('subset_')] == [
+        'subset_share0.05', 'subset_share0.10', 'subset_share0.15', 'subset_share0.30']
+    run = next(r for r in study.runs if r['id'] == 'share0.10_mean_teacher')
+    cfg = Config.fromfile(study.classifier_config(run))
+    ds = cfg.train_dataloader.dataset.datasets
+    assert ds[0].ann_file.endswith('subsets/share0.10/labelled.json')
+    assert ds[1].ann_file.endswith('subsets/share0.10/unlabelled.json')
+    assert ds[0].data_root == study.p('crops', 'gt') + '/'
+    assert cfg.model.rampup_iters == 200 and cfg.randomness.seed == 0
+
+
+def test_synthetic_crops_spec_sets_the_same_views_for_every_method(tmp_path):
+    study, items = _study('mean_teacher_synthetic_crops', tmp_path)
+    assert len(study.runs) == 15
+    cfgs = {r['id']: Config.fromfile(study.classifier_config(r)) for r in study.runs if 'seed3' in r['id']}
+    mt = cfgs['seed3_mean_teacher']
+    assert mt.model.view_augment.contrast == 0.5 and mt.model.view_augment.brightness == 0.4
+    assert mt.custom_hooks[0].momentum == 0.05 == mt.custom_hooks[0].rampup_momentum
+    assert mt.train_cfg.max_epochs == 60 and mt.randomness.seed == 3
+    sb = cfgs['seed3_supervised_basic'].model.data_preprocessor.batch_augments.augments
+    assert sb.contrast == 0.5 and sb.brightness == 0.4 and sb.translate == 3
+    assert mt.train_dataloader.dataset.datasets[0].data_root == study.p('data', 'seed3') + '/'
+
+
+def test_spec_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown method 'fixmatch_x'"):
+        _study('busbra', tmp_path, methods=['fixmatch_x'])
+    with pytest.raises(ValueError, match="unknown schedule 'fast'"):
+        _study('busbra', tmp_path, schedule='fast')
+    with pytest.raises(ValueError, match='data.root is required'):
+        _study('main_job_dataset', tmp_path)
+
+
+def _run_study(args, cwd=REPO):
+    return subprocess.run([sys.executable, osp.join(REPO, 'tools', 'run_study.py'), *args],
+                          capture_output=True, text=True, cwd=cwd)
+
+
+def test_toy_synthetic_crops_study_runs_and_reruns_nothing(tmp_path):
+    work = tmp_path / 'crops'
+    args = [osp.join(SPECS, 'mean_teacher_synthetic_crops.py'), '--schedule', 'toy', '--work-dir', str(work),
+            '--cfg-options', 'grid.seed=[0]', 'methods=[supervised_basic,mean_teacher]',
+            'extras=[orientation_auc,labelled_crops]']
+    res = _run_study(args)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    rows = sorted(p.name for p in (work / 'rows').iterdir())
+    assert rows == ['mean_teacher_test.json', 'supervised_basic_test.json']
+    row = json.loads((work / 'rows' / 'mean_teacher_test.json').read_text())
+    assert 0 <= row['metrics']['auc'] <= 1 and row['metrics']['num_samples'] == 8
+    assert len(row['extras']['labelled_crops']) == 4
+    assert not osp.isabs(row['predictions']) and (work / row['predictions']).is_file()
+    rep = json.loads((work / 'report' / 'report.json').read_text())
+    assert rep['paired'][0]['method'] == 'mean_teacher' and 0 <= rep['paired'][0]['p_value'] <= 1
+    md = (work / 'report' / 'report.md').read_text()
+    assert 'Paired differences' in md and 'tools/train.py' in md and str(work) not in md
+    assert (work / 'report' / 'roc_test.png').read_bytes()[:4] == b'\x89PNG'
+    res = _run_study(args)
+    assert res.returncode == 0 and '0 ran, ' in res.stdout and 'up to date, skipped' in res.stdout
+    res = _run_study(args[:1] + ['--work-dir', str(work), '--force', 'trian_*'])
+    assert res.returncode == 1 and 'matches no stage' in res.stderr
+
+
+@pytest.mark.slow
+def test_toy_main_job_end_to_end_and_rerun_skips(tmp_path):
+    """The whole main job (generation ... report) at toy scale, then a rerun that skips every stage."""
+    work = tmp_path / 'main'
+    args = [osp.join(SPECS, 'main_job_synthetic.py'), '--schedule', 'toy', '--work-dir', str(work)]
+    res = _run_study(args)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    report = work / 'report'
+    for name in ('report.md', 'report.json', 'roc_curves.png', 'detections.png'):
+        assert (report / name).stat().st_size > 0, name
+    md = (report / 'report.md').read_text()
+    for text in ('Table 1', 'Table 2', 'Table 3', 'Table 4', 'Mean teacher', 'Supervised, basic train',
+                 'External test (hospital B)', 'make_synthetic_bus.py', 'tools/train.py', 'mmdet'):
+        assert text in md, text
+    assert str(work) not in md
+    rep = json.loads((report / 'report.json').read_text())
+    t1 = rep['table1_splits']
+    assert sum(t1[f'A/{s}']['images'] for s in ('basic_train', 'extended_train', 'val', 'test')) == 24
+    assert t1['B/test']['images'] == 12
+    for key in ('A/extended_train', 'A/test', 'B/test'):  # one crop per image or listed as missed
+        assert t1[key]['crop_boxes'] == 'detector'
+        assert t1[key]['crops'] + t1[key]['missed_by_detector'] == t1[key]['images']
+    for tset in ('internal', 'external'):
+        for method in ('mean_teacher', 'supervised_basic', 'supervised_all'):
+            assert 'accuracy' in rep['tables34_classification'][tset][method], (tset, method)
+    assert 'bus_box/mean_iou' in rep['table2_detection']['internal']
+    assert (work / 'export' / 'teacher.pth').exists()
+    t0 = time.time()
+    res = _run_study(args)
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert res.stdout.count('up to date, skipped') == 24 and '[study] 0 ran' in res.stdout
+    assert time.time() - t0 < 60

@@ -1,0 +1,196 @@
+"""Stages: skipping, rerunning, --force, failure reports, resume, the work-dir lock and process groups."""
+import json
+import os
+import os.path as osp
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mmbus.study.stages import (Parallel, Stage, StageFailed, StageRunner, StudyBusy, check_force,
+                                fingerprint, summary_line)
+
+# writes argv to <out>, appends a line to <count>; exits 3 when <fail> exists
+SCRIPT = r"""
+import json, os, sys
+out, count, fail = sys.argv[1:4]
+with open(count, 'a') as f:
+    f.write('run\n')
+if os.path.exists(fail):
+    print('simulated crash: ' + fail)
+    sys.exit(3)
+with open(out, 'w') as f:
+    json.dump(sys.argv[4:], f)
+"""
+
+
+def _stage(tmp, name='s', inputs=(), work_dir=None, extra=()):
+    script = tmp / 'tool.py'
+    script.write_text(SCRIPT)
+    return Stage(name, [sys.executable, str(script), str(tmp / 'out.json'), str(tmp / 'count.txt'),
+                        str(tmp / 'fail'), *extra],
+                 inputs=list(inputs), outputs=[str(tmp / 'out.json')], work_dir=work_dir)
+
+
+def _runs(tmp):
+    return len((tmp / 'count.txt').read_text().split())
+
+
+def _run(stages, work, **kw):
+    return StageRunner(work, **kw).run(stages)
+
+
+def test_fingerprint(tmp_path):
+    f = tmp_path / 'a.txt'
+    f.write_text('x')
+    fp = fingerprint(str(f))
+    assert fp.startswith('sha256:')
+    os.utime(f, (1, 1))  # content hash: mtime alone does not matter
+    assert fingerprint(str(f)) == fp
+    assert fingerprint(str(tmp_path / 'none')) == 'missing'
+    d = fingerprint(str(tmp_path))
+    (tmp_path / 'annotations').mkdir()  # a converter's output beside the images: ignored
+    (tmp_path / 'annotations' / 'all.json').write_text('{}')
+    assert fingerprint(str(tmp_path)) == d
+    (tmp_path / 'b.png').write_text('y')
+    assert fingerprint(str(tmp_path)) != d
+
+
+def test_skip_rerun_on_change_and_force(tmp_path):
+    inp = tmp_path / 'input.txt'
+    inp.write_text('1')
+    work = str(tmp_path / 'work')
+    assert [r['status'] for r in _run([_stage(tmp_path, inputs=[str(inp)])], work)] == ['ran']
+    assert [r['status'] for r in _run([_stage(tmp_path, inputs=[str(inp)])], work)] == ['skipped']
+    assert _runs(tmp_path) == 1
+    inp.write_text('2')  # changed input -> rerun
+    _run([_stage(tmp_path, inputs=[str(inp)])], work)
+    assert _runs(tmp_path) == 2
+    _run([_stage(tmp_path, inputs=[str(inp)], extra=['--x'])], work)  # changed command line
+    assert _runs(tmp_path) == 3
+    (tmp_path / 'out.json').unlink()  # deleted output
+    _run([_stage(tmp_path, inputs=[str(inp)], extra=['--x'])], work)
+    assert _runs(tmp_path) == 4
+    _run([_stage(tmp_path, inputs=[str(inp)], extra=['--x'])], work, force=['s'])
+    assert _runs(tmp_path) == 5
+    state = json.load(open(osp.join(work, 'study_state.json')))
+    assert state['stages']['s']['status'] == 'done'
+
+
+def test_unknown_force_pattern_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match=r"--force 'trian_\*' matches no stage.*train_a, test_a"):
+        check_force(['trian_*'], ['train_a', 'test_a'])
+    assert check_force(['train_*', 'test_a'], ['train_a', 'train_b', 'test_a']) == [
+        'train_a', 'train_b', 'test_a']
+    with pytest.raises(ValueError, match='matches no stage'):
+        _run([_stage(tmp_path)], str(tmp_path / 'w'), force=['nope'])
+    assert not (tmp_path / 'count.txt').exists()  # refused before anything ran
+
+
+def test_failure_reports_log_tail_resume_and_force_retrains(tmp_path, capsys):
+    work = str(tmp_path / 'work')
+    train_dir = tmp_path / 'train'
+    (tmp_path / 'fail').write_text('')
+    train_dir.mkdir()
+    (train_dir / 'last_checkpoint').write_text(str(train_dir / 'iter_5.pth'))
+    runner = StageRunner(work)
+    with pytest.raises(StageFailed, match='s.log'):
+        runner.run([_stage(tmp_path, work_dir=str(train_dir)), _stage(tmp_path, name='after')])
+    out = capsys.readouterr().out
+    assert 'FAILED (exit status 3)' in out and 'simulated crash' in out  # the log's tail
+    assert summary_line(runner.records, runner.total, 1.0).startswith(
+        '[study] 0 ran, 0 skipped, 1 failed, 1 not run')
+    assert json.load(open(osp.join(work, 'study_state.json')))['stages']['s']['status'] == 'failed'
+    # the first attempt had no earlier run with this key, so its stale work dir was cleared; recreate
+    # the marker an interrupted run of this key would leave
+    train_dir.mkdir(exist_ok=True)
+    (train_dir / 'last_checkpoint').write_text(str(train_dir / 'iter_5.pth'))
+    (tmp_path / 'fail').unlink()
+    assert _run([_stage(tmp_path, work_dir=str(train_dir))], work)[0]['status'] == 'ran'
+    assert json.load(open(tmp_path / 'out.json')) == ['--resume']
+    assert 'resuming from' in capsys.readouterr().out
+    # --force: from scratch, no --resume, old work dir removed
+    (train_dir).mkdir(exist_ok=True)
+    (train_dir / 'last_checkpoint').write_text('x')
+    _run([_stage(tmp_path, work_dir=str(train_dir))], work, force=['s'])
+    assert json.load(open(tmp_path / 'out.json')) == []
+    assert not (train_dir / 'last_checkpoint').exists()
+
+
+def test_in_process_stage_and_parallel_chains(tmp_path):
+    seen = []
+    chains = Parallel([[Stage(f'a{i}', func=lambda i=i: seen.append(i), outputs=[])] for i in range(3)])
+    recs = _run([chains, Stage('last', func=lambda: seen.append('last'))], str(tmp_path), jobs=2)
+    assert sorted(seen[:3]) == [0, 1, 2] and seen[3] == 'last'
+    assert [r['status'] for r in recs] == ['ran'] * 4
+
+    def boom():
+        raise RuntimeError('no rows')
+
+    with pytest.raises(StageFailed, match='boom'):
+        _run([Stage('boom', func=boom)], str(tmp_path))
+    assert 'RuntimeError: no rows' in (tmp_path / 'logs' / 'boom.log').read_text()
+    with pytest.raises(ValueError, match='duplicate stage names'):
+        _run([Stage('x', func=lambda: None), Stage('x', func=lambda: None)], str(tmp_path))
+
+
+def test_second_study_on_a_busy_work_dir_is_refused(tmp_path):
+    work = str(tmp_path / 'w')
+    first = StageRunner(work)
+    first.acquire()
+    try:
+        with pytest.raises(StudyBusy, match=f'process {os.getpid()}'):
+            StageRunner(work).run([Stage('x', func=lambda: None)])
+    finally:
+        first.release()
+    _run([Stage('x', func=lambda: None)], work)  # free again
+
+
+SLEEPER = r"""
+import os, sys, time
+open(sys.argv[1], 'w').write(str(os.getpid()))
+time.sleep(60)
+"""
+
+DRIVER = r"""
+import sys
+sys.path.insert(0, sys.argv[3])
+from mmbus.study.stages import Stage, StageRunner
+StageRunner(sys.argv[1]).run([Stage('sleep', [sys.executable, sys.argv[2], sys.argv[1] + '/child.pid'])])
+"""
+
+
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGKILL])
+def test_tool_dies_with_the_study_and_holds_the_lock_meanwhile(tmp_path, sig):
+    """A killed study takes its running tool with it (SIGTERM: handler + process group; SIGKILL: the
+    parent-death signal), so a rerun never trains a second copy beside an orphan."""
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    (tmp_path / 'sleeper.py').write_text(SLEEPER)
+    (tmp_path / 'driver.py').write_text(DRIVER + "\n" if sig == signal.SIGKILL else
+                                        "import signal\nsignal.signal(signal.SIGTERM, lambda *a: "
+                                        "(_ for _ in ()).throw(SystemExit(143)))\n" + DRIVER)
+    work = tmp_path / 'w'
+    work.mkdir()
+    drv = subprocess.Popen([sys.executable, str(tmp_path / 'driver.py'), str(work),
+                            str(tmp_path / 'sleeper.py'), repo])
+    pid_file = work / 'child.pid'
+    for _ in range(200):
+        if pid_file.exists() and pid_file.read_text():
+            break
+        time.sleep(0.05)
+    child = int(pid_file.read_text())
+    with pytest.raises(StudyBusy):  # live tool: the work dir is in use
+        StageRunner(str(work)).run([Stage('x', func=lambda: None)])
+    os.kill(drv.pid, sig)
+    drv.wait(timeout=10)
+    for _ in range(100):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail('the tool outlived the study')

@@ -1,0 +1,68 @@
+#!/usr/bin/env python
+"""Run a study spec (configs/studies/*.py): data, detector, crops, stage-2 methods over a grid, report.
+
+    python tools/run_study.py configs/studies/main_job_synthetic.py
+    python tools/run_study.py configs/studies/busbra.py --cfg-options data.root=/data/BUS-BRA/BUSBRA
+    python tools/run_study.py configs/studies/main_job_synthetic.py --schedule toy --work-dir /tmp/toy
+    python tools/run_study.py SPEC --force 'train_*'        # retrain from scratch (fnmatch patterns)
+    python tools/run_study.py SPEC --jobs 2                 # two stage-2 runs at a time
+
+A rerun skips every stage whose command and inputs did not change (<work-dir>/study_state.json); an
+interrupted run resumes (training continues from its last checkpoint). Logs: <work-dir>/logs/; report:
+<work-dir>/report/report.md.
+"""
+import argparse
+import os.path as osp
+import signal
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from mmengine.config import Config, DictAction  # noqa: E402
+
+from mmbus.study.engine import Study  # noqa: E402
+from mmbus.study.stages import CHILDREN, StageFailed, StudyBusy  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split('\n\n', 1)[1])
+    p.add_argument('spec', help='study spec (an mmengine config file)')
+    p.add_argument('--work-dir', help='default: the spec\'s work_dir, else work_dirs/<name>')
+    p.add_argument('--schedule', choices=['cpu-quick', 'paper', 'toy'],
+                   help="cpu-quick: the *_cpu_quick configs (CPU); paper: the paper-sized configs (GPU); "
+                   "toy: a few iterations per stage (tests). Default: the spec's")
+    p.add_argument('--force', nargs='*', default=[], metavar='STAGE',
+                   help='rerun these stages (names or fnmatch patterns) from scratch')
+    p.add_argument('--jobs', type=int, default=1, help='stage-2 runs at a time')
+    p.add_argument('--device', default='cpu', help='device for crop extraction with the detector')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                   help='override spec keys, e.g. data.root=/data/BUSI grid.seed=[0,1,2]')
+    return p.parse_args(argv)
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    spec = Config.fromfile(a.spec)
+    if a.cfg_options:
+        spec.merge_from_dict(a.cfg_options, allow_list_keys=True)
+    if a.schedule:
+        spec.schedule = a.schedule
+    try:
+        res = Study(spec, a.work_dir, a.force, a.jobs, a.device).run()
+    except (StageFailed, StudyBusy, FileNotFoundError, ValueError, KeyError) as e:
+        sys.exit(f'[study] error: {e}')
+    except BaseException:
+        CHILDREN.terminate_all()  # interrupted: the running tools go with us
+        raise
+    print(f"[study] report: {res['report']}")
+
+
+if __name__ == '__main__':
+    main()
