@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from mmbus.datasets.converters import convert_and_split
-from mmbus.datasets.synthetic import (CUE_NAMES, STYLES, make_synthetic_dataset,
-                                      render_case, sample_cues, sample_shape)
+from mmbus.datasets.synthetic import CUE_NAMES, STYLES, render_case, sample_cues, sample_shape
+from mmbus.datasets.synthetic_dataset import make_synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 

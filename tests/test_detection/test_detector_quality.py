@@ -18,7 +18,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 @pytest.fixture(scope='module')
 def hospital_a(tmp_path_factory):
-    synthetic = pytest.importorskip('mmbus.datasets.synthetic')
+    synthetic = pytest.importorskip('mmbus.datasets.synthetic_dataset')
     convert = pytest.importorskip('mmbus.datasets.converters.convert')
     root = str(tmp_path_factory.mktemp('hospital_a'))
     synthetic.make_synthetic_dataset(root, n_images=320, style='a', seed=0, progress=False)

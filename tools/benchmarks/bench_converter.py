@@ -19,7 +19,7 @@ import time
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
 
 from mmbus.datasets.converters import convert_and_split  # noqa: E402
-from mmbus.datasets.synthetic import make_synthetic_dataset  # noqa: E402
+from mmbus.datasets.synthetic_dataset import make_synthetic_dataset  # noqa: E402
 
 DEFAULT_BUSBRA = os.environ.get('MMBUS_BUSBRA', '')
 

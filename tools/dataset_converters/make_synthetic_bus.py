@@ -22,7 +22,8 @@ import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
 
-from mmbus.datasets.synthetic import STYLES, make_synthetic_dataset  # noqa: E402
+from mmbus.datasets.synthetic import STYLES  # noqa: E402
+from mmbus.datasets.synthetic_dataset import make_synthetic_dataset  # noqa: E402
 
 
 def main(argv=None) -> int:
