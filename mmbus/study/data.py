@@ -133,7 +133,7 @@ def crop_stage(name: str, crops: dict, layout: DataLayout, out_dir: str, det_cfg
 
     def cmd():
         c = [ext, s.images, '--ann-dir', osp.join(s.ann_root, 'annotations'), '--out-dir', out_dir,
-             '--splits', *splits, '--margin', crops.get('margin', 10), '--no-progress', *extra]
+             '--splits', *splits, '--margin', crops.get('margin', 10), *extra]
         if detector:
             c += ['--det-config', det_cfg(), '--det-checkpoint', det_ckpt(), '--score-thr',
                   crops.get('score_thr', 0.05), '--device', device,

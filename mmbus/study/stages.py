@@ -14,7 +14,9 @@ in-process function (result rows, reports). ``<work_dir>/study_state.json`` reco
 Safety: one study process per work dir (an ``flock`` on ``<work_dir>/.study.lock``, inherited by the
 running tool, so a tool orphaned by a killed study still holds it); every tool runs in its own process
 group, which is terminated when the study is interrupted (SIGINT / SIGTERM) and receives SIGTERM if the
-study process dies (Linux ``PR_SET_PDEATHSIG``). Logs: ``<work_dir>/logs/<stage>.log``.
+study process dies (Linux ``PR_SET_PDEATHSIG``). Logs: ``<work_dir>/logs/<stage>.log``; while a tool
+runs, its progress (iteration / total and ETA for training, images for testing and cropping) is read from
+its log and printed every 20 s.
 """
 import contextlib
 import fcntl
@@ -23,6 +25,7 @@ import hashlib
 import json
 import os
 import os.path as osp
+import re
 import shlex
 import shutil
 import signal
@@ -166,6 +169,51 @@ def _alive(pgid: int) -> bool:
 CHILDREN = _Children()
 
 
+_PROGRESS = re.compile(r'(Iter|Epoch)\((train|val|test)\)\s*(\[\d+\])?\s*\[\s*(\d+)/(\d+)\]')
+_ETA = re.compile(r'eta: ([0-9:]+(?: day[s]?, [0-9:]+)?)')
+_COUNT = re.compile(r'(\d+)/(\d+)')
+
+
+def progress_of(text: str) -> Optional[str]:
+    """A one-line progress summary from a tool's log: mmengine's ``Iter(train) [ 40/240] ... eta:`` and
+    ``Epoch(train) [3][20/20]`` lines, else the last ``done/total`` count (progress bars)."""
+    lines = [ln for ln in text.replace('\r', '\n').splitlines() if ln.strip()]
+    for line in reversed(lines[-50:]):
+        m = _PROGRESS.search(line)
+        if m:
+            kind, phase, epoch, done, total = m.groups()
+            what = f'{phase} epoch {epoch[1:-1]}, iter {done}/{total}' if epoch else f'{phase} {done}/{total}'
+            eta = _ETA.search(line)
+            return what + (f', eta {eta.group(1)}' if eta else '')
+    for line in reversed(lines[-5:]):
+        m = _COUNT.findall(line)
+        if m:
+            return '{}/{}'.format(*m[-1])
+    return None
+
+
+class _Watcher(threading.Thread):
+    """Prints a running tool's progress (from its log) every ``every`` seconds while it changes."""
+
+    def __init__(self, log: str, head: str, say: Callable[[str], None], every: float):
+        super().__init__(daemon=True)
+        self.log, self.head, self.say, self.every = log, head, say, every
+        self.stop = threading.Event()
+
+    def run(self):
+        last = None
+        while not self.stop.wait(self.every):
+            try:
+                with open(self.log, errors='replace') as f:
+                    f.seek(max(0, os.path.getsize(self.log) - 20000))
+                    now = progress_of(f.read())
+            except OSError:
+                continue
+            if now and now != last:
+                self.say(f'{self.head}: {now}')
+                last = now
+
+
 def run_command(cmd: Sequence[str], log: str, cwd: Optional[str] = None, env: Optional[dict] = None,
                 pass_fds: Sequence[int] = ()) -> int:
     """Run ``cmd`` with stdout + stderr appended to ``log`` (the command line first), in its own process
@@ -244,8 +292,9 @@ class StageRunner:
     """Runs (or skips) stages under one work dir; see the module docstring."""
 
     def __init__(self, work_dir: str, force: Sequence[str] = (), jobs: int = 1, cwd: Optional[str] = None,
-                 env: Optional[dict] = None):
+                 env: Optional[dict] = None, progress_every: float = 20.0):
         self.work_dir, self.jobs, self.cwd, self.env = work_dir, max(1, int(jobs)), cwd, env
+        self.progress_every = progress_every
         self.force_patterns, self.force = list(force), set()
         os.makedirs(osp.join(work_dir, 'logs'), exist_ok=True)
         self.state = StudyState(osp.join(work_dir, STATE_FILE))
@@ -341,8 +390,15 @@ class StageRunner:
         self.say(f'{head}: {st.desc or st.name} ... (log: {osp.relpath(log, self.work_dir)})')
         self.state.set(st.name, key=key, status='running', started=time.time(), cmd=cmd, pid=os.getpid())
         t0 = time.time()
-        rc = (run_command(cmd, log, self.cwd, self.env, pass_fds=[self._lock_fd] if self._lock_fd else [])
-              if cmd is not None else _run_func(st.func, log))
+        if cmd is not None:
+            watcher = _Watcher(log, head, self.say, self.progress_every)
+            watcher.start()
+            try:
+                rc = run_command(cmd, log, self.cwd, self.env, pass_fds=[self._lock_fd] if self._lock_fd else [])
+            finally:
+                watcher.stop.set()
+        else:
+            rc = _run_func(st.func, log)
         wall = time.time() - t0
         missing = [p for p in st.outputs if not osp.exists(p)]
         if rc != 0 or missing:

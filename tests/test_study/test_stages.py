@@ -194,3 +194,25 @@ def test_tool_dies_with_the_study_and_holds_the_lock_meanwhile(tmp_path, sig):
     else:
         os.kill(child, signal.SIGKILL)
         pytest.fail('the tool outlived the study')
+
+
+def test_progress_read_from_tool_logs():
+    from mmbus.study.stages import progress_of
+    det = ('12/02 02:05:01 - mmengine - INFO - Iter(train) [ 40/240]  base_lr: 1.0e-02 lr: 9.1e-03  '
+           'eta: 0:05:12  time: 1.5\n')
+    assert progress_of('noise\n' + det) == 'train 40/240, eta 0:05:12'
+    cls = 'x - Epoch(train)  [3][20/20]  lr: 3.0e-03  eta: 0:00:41  time: 0.3\n'
+    assert progress_of(cls) == 'train epoch 3, iter 20/20, eta 0:00:41'
+    assert progress_of('x - Epoch(test) [ 7/64]    eta: 0:00:20\n') == 'test 7/64, eta 0:00:20'
+    # a progress bar redrawn with carriage returns: the last count wins
+    assert progress_of('[>>  ] 3/10, 2.0 task/s\r[>>>> ] 6/10, 2.1 task/s') == '6/10'
+    assert progress_of('loading annotations\n') is None
+
+
+def test_running_tool_progress_is_printed(tmp_path, capsys):
+    script = tmp_path / 'slow.py'
+    script.write_text("import time\nfor i in range(1, 4):\n    print(f'Iter(train) [{i}/3]  eta: 0:00:0{3 - i}',"
+                      " flush=True)\n    time.sleep(0.4)\n")
+    StageRunner(str(tmp_path / 'w'), progress_every=0.3).run([Stage('slow', [sys.executable, str(script)])])
+    out = capsys.readouterr().out
+    assert '[study] 1/1 slow: train ' in out and '/3, eta 0:00:0' in out
