@@ -6,7 +6,6 @@ crops with its 95 % CI and the paired DeLong p-value, per grid point; a plot of 
 ``report.x`` (default ``seed``) and one ROC figure per grid point. Extras (``orientation_auc``,
 ``brightness_rho``, ``labelled_crops``) get a table of their own.
 """
-import os.path as osp
 from typing import Dict, List
 
 from .methods import title

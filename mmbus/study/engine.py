@@ -154,13 +154,15 @@ class Study:
                                              f'detector_{ts}.py'), self.det_ckpt()],
                 outputs=[base + '/predictions.pkl', base + '/metrics.json'],
                 desc=f'box IoU / COCO mAP, {self.layout.sets[ts].title.lower()}'))
-            st.append(Stage(f'row_detector_{ts}', func=lambda ts=ts, base=base: write_row(
-                self.work_dir, f'detector_{ts}', dict(kind='detector', method='detector', test_set=ts,
-                                                      grid={}, metrics=load_json(base + '/metrics.json'),
-                                                      predictions=self.rel(base + '/predictions.pkl'))),
-                inputs=[base + '/metrics.json'], outputs=[self.p('rows', f'detector_{ts}.json')],
-                desc='result row'))
+            st.append(Stage(f'row_detector_{ts}', func=lambda ts=ts, base=base: self.write_detector_row(ts, base),
+                            inputs=[base + '/metrics.json'], outputs=[self.p('rows', f'detector_{ts}.json')],
+                            desc='result row'))
         return st
+
+    def write_detector_row(self, test_set: str, base: str) -> None:
+        write_row(self.work_dir, f'detector_{test_set}',
+                  dict(kind='detector', method='detector', test_set=test_set, grid={},
+                       metrics=load_json(base + '/metrics.json'), predictions=self.rel(base + '/predictions.pkl')))
 
     # -- stage 2 -----------------------------------------------------------------------------------
     def crop_root(self, crop_set: str, point: dict) -> str:

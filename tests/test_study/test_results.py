@@ -55,8 +55,8 @@ def test_predictions_with_missed_images(tmp_path):
     (tmp_path / 'crops.json').write_text(json.dumps(dict(data_list=[
         dict(img_path='test/n1.png', image_id=1, true_label=1),
         dict(img_path='test/n2.png', image_id=2, true_label=0)])))
-    (tmp_path / 'missed.json').write_text(json.dumps([dict(id=3, pathology='malignant'),
-                                                       dict(id=4, pathology='benign')]))
+    missed = [dict(id=3, pathology='malignant'), dict(id=4, pathology='benign')]
+    (tmp_path / 'missed.json').write_text(json.dumps(missed))
     s, y, ids = load_predictions(str(tmp_path / 'p.pkl'), str(tmp_path / 'crops.json'),
                                  str(tmp_path / 'missed.json'))
     # misses are wrong answers: a missed malignant nodule scores 0, a missed benign one 1

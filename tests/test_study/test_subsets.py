@@ -1,13 +1,7 @@
 """Labelled subsets for learning curves: patient-grouped, stratified, seeded, nested."""
 import json
-import math
-import os
-import os.path as osp
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from mmbus.study.subsets import (grouped_stratified_order, labelled_subset, load_crops,

@@ -24,7 +24,7 @@ quick_test_dataloader = dict(
 quick_train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=25, val_interval=1)
 # Early stopping keeps the paper's patience in iterations: 5 epochs x 100 iterations = 500 iterations =
 # 25 of these 20-iteration epochs, i.e. the whole CPU run (the best checkpoint on validation AUC is still
-# kept). A patience of 5 short epochs stopped runs after ~100 iterations on a noisy 18-crop validation set.
+# kept).
 quick_patience = 25
 # the supervised cpu-quick baselines' early stopping (the mean teacher monitors teacher/auc instead)
 quick_supervised_hooks = [dict(type='EarlyStoppingHook', monitor='diag/auc', rule='greater',
