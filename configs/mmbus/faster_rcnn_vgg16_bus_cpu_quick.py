@@ -1,11 +1,10 @@
 # CPU-quick variant of the paper's detector, for the synthetic data and for smoke runs on a
 # laptop (no GPU, no download): 384 px input, 64 RoIs per image, 1024-d FCs, BatchNorm in VGG16
-# (what lets a randomly initialised VGG16 converge within minutes at lr 0.01, measured in
-# STACK.md: mean box IoU 0.78 vs 0.66 without BN), no ImageNet weights, 240 iterations.
+# (lets a randomly initialised VGG16 converge within minutes at lr 0.01), no ImageNet weights,
+# 240 iterations of 2 images.
 # Input size: the synthetic images are 256 px wide with nodules of 28-125 px; upscaling them to
 # 384 px (as the original Faster R-CNN upscales to a 600 px short side) puts more stride-16
-# cells on each nodule. Same data and schedule, test mean box IoU 0.650 at 256 px -> 0.780 at
-# 384 px, for 2.2x the time per iteration (README, Stage 1).
+# cells on each nodule (measurements: docs/notes/2026-11-experiment-notes.md).
 #   python tools/train.py configs/mmbus/faster_rcnn_vgg16_bus_cpu_quick.py
 _base_ = [
     '../_base_/models/faster_rcnn_vgg16.py',
