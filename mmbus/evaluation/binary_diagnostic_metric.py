@@ -28,7 +28,6 @@
 """
 import csv
 import math
-import os
 import os.path as osp
 from statistics import NormalDist
 from typing import List, Optional, Sequence, Union
@@ -182,8 +181,7 @@ class BinaryDiagnosticMetric(BaseMetric):
             raise ValueError(f'threshold must be in [0, 1], got {threshold}')
         if not 0 < ci_level < 1:
             raise ValueError(f'ci_level must be in (0, 1), got {ci_level}')
-        if isinstance(missed_rule, str) and missed_rule not in ('wrong',
-                                                                 'benign'):
+        if isinstance(missed_rule, str) and missed_rule not in ('wrong', 'benign'):
             raise ValueError("missed_rule must be 'wrong', 'benign' or a "
                              f'score, got {missed_rule!r}')
         self.threshold = threshold

@@ -153,8 +153,7 @@ def test_ground_truth_from_ann_file(tmp_path):
 def test_two_ranks_concatenated_equal_single_process():
     # BaseMetric.collect_results concatenates per-rank result lists; the metric must not
     # depend on which rank saw which image.
-    rank0, rank1 = BoxIoUMetric(), BoxIoUMetric()
-    single = BoxIoUMetric()
+    rank0, single = BoxIoUMetric(), BoxIoUMetric()
     assert rank0.compute_metrics(CASE[0::2] + CASE[1::2]) == single.compute_metrics(CASE)
 
 

@@ -2,19 +2,17 @@
 the same through a config living outside the repository (custom_imports only), and the
 CLI (tools/train.py, tools/test.py --show-dir)."""
 import glob
-import json
 import os
 import os.path as osp
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch
 from mmengine.runner import Runner
 
 import mmbus.registry  # noqa: F401
-from det_fixtures import PYTHON, REPO, make_bus_coco, set_data, tiny_detector_cfg
+from det_fixtures import PYTHON, REPO, make_bus_coco, tiny_detector_cfg
 
 SPLITS = dict(basic_train=4, val=2, test=3)
 
@@ -106,7 +104,6 @@ def test_cli_train_and_test_show_dir(fixture_root, tmp_path):
     train = subprocess.run([PYTHON, osp.join(REPO, 'tools/train.py'), str(cfg_path)],
                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
-    out_json = tmp_path / 'metrics.json'
     test = subprocess.run(
         [PYTHON, osp.join(REPO, 'tools/test.py'), str(cfg_path),
          str(tmp_path / 'work' / 'iter_2.pth'), '--show-dir', 'shown'],
