@@ -8,5 +8,6 @@ from . import compat  # noqa: F401
 from .datasets import bus_dataset, crop_dataset, semi_sampler, transforms  # noqa: F401,E402
 from .engine import hooks  # noqa: F401,E402
 from .evaluation import binary_diagnostic_metric, box_iou_metric  # noqa: F401,E402
-from .models import mt_convnet, semi_classifier, vgg_fc_transfer, view_augment  # noqa: F401,E402
+from .models import (fixmatch_classifier, mt_convnet, semi_classifier, strong_view_augment,  # noqa: F401,E402
+                     vgg_fc_transfer, view_augment)
 from .visualization import bus_det_visualizer  # noqa: F401,E402

@@ -2,6 +2,8 @@
 METHODS = {
     'mean_teacher': dict(config='mean_teacher_bus', title='Mean teacher (semi-supervised)',
                          train_sets='A-basic (labelled) + A-extended (unlabelled)'),
+    'fixmatch': dict(config='fixmatch_bus', title='FixMatch (semi-supervised)',
+                     train_sets='A-basic (labelled) + A-extended (unlabelled)'),
     'supervised_basic': dict(config='supervised_basic_bus', title='Supervised, basic train',
                              train_sets='A-basic'),
     'supervised_all': dict(config='supervised_all_bus', title='Supervised, basic + extended train',
