@@ -4,8 +4,10 @@
    (student forward/backward on 128 + teacher forward on the 64 unlabelled +
    Adam step, with and without the MeanTeacherHook EMA update; and with
    ``consistency_on='all'``, where the teacher runs on all 128) over a plain
-   ImageClassifier step on 128 labelled samples, same MTConvNet backbone.
-   Target: <= 1.35 (the default, consistency on the unlabelled).
+   ImageClassifier step on 128 labelled samples, same MTConvNet backbone;
+   and the FixMatchClassifier step (one student pass over the 128 weak views
+   + the 64 strong views of the unlabelled, StrongViewAugment included).
+   Target: <= 1.35 (the mean teacher, consistency on the unlabelled).
 2. EMA update time: MeanTeacherHook.update (one fused torch._foreach_lerp_)
    over
      * one lerp_ of a single flat buffer holding all parameters (the memory
@@ -90,6 +92,9 @@ def step_benchmark(a):
     semi_all = MODELS.build(dict(type='SemiClassifier', view_augment=aug,
                                  consistency_on='all',
                                  **parts(a.width))).to(dev)
+    fixmatch = MODELS.build(dict(type='FixMatchClassifier', view_augment=aug,
+                                 strong_augment=dict(type='StrongViewAugment'),
+                                 **parts(a.width))).to(dev)
     sup_aug = MODELS.build(aug)
     from mmbus.engine.hooks import MeanTeacherHook
     hook = MeanTeacherHook()
@@ -119,7 +124,9 @@ def step_benchmark(a):
     t_semi_all = timed(make_step(semi_all,
                                  lambda: semi_all.loss(x, semi_ds)),
                        a.steps, a.warmup, dev)
-    return t_sup, t_semi, t_semi_ema, t_semi_all
+    t_fixmatch = timed(make_step(fixmatch, lambda: fixmatch.loss(x, semi_ds)),
+                       a.steps, a.warmup, dev)
+    return t_sup, t_semi, t_semi_ema, t_semi_all, t_fixmatch
 
 
 def ema_benchmark(a):
@@ -161,7 +168,7 @@ def main():
         torch.set_num_threads(a.threads)
     print(f'device={a.device} threads={torch.get_num_threads()} '
           f'torch={torch.__version__}')
-    t_sup, t_semi, t_semi_ema, t_semi_all = step_benchmark(a)
+    t_sup, t_semi, t_semi_ema, t_semi_all, t_fixmatch = step_benchmark(a)
     n = a.labelled + a.unlabelled
     print(f'\n## Training step, MTConvNet width {a.width}, '
           f'{a.size}x{a.size} px, median of {a.steps} steps')
@@ -173,7 +180,9 @@ def main():
             (f'SemiClassifier, {a.labelled} + {a.unlabelled}, + EMA update',
              t_semi_ema),
             (f'SemiClassifier, {a.labelled} + {a.unlabelled}, consistency on all',
-             t_semi_all)):
+             t_semi_all),
+            (f'FixMatchClassifier, {a.labelled} + {a.unlabelled} (strong views)',
+             t_fixmatch)):
         print(f'| {name:<52} | {t * 1e3:>10.1f} | {t / t_sup:>6.3f} |')
     print('  target: SemiClassifier / ImageClassifier <= 1.35 (consistency '
           'on the unlabelled, the default)')
