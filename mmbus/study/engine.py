@@ -48,7 +48,10 @@ def find_values(cfg, pred, sections: Sequence[str] = RUNTIME_SECTIONS) -> Dict[s
 def rebase_overrides(cfg, new_root: str, ann_root: Optional[str] = None) -> Dict[str, str]:
     """Overrides that move every path under the config's ``data_root`` to ``new_root``; with ``ann_root``,
     ``annotations/<split>.json`` files are taken from ``<ann_root>/annotations/`` instead."""
-    old = str(cfg.get('data_root') or next(iter(find_values(cfg, lambda k, v: k == 'data_root').values())))
+    roots = list(find_values(cfg, lambda k, v: k == 'data_root').values())
+    if not (cfg.get('data_root') or roots):
+        raise ValueError(f'{cfg.filename}: no data_root to move to {new_root}')
+    old = str(cfg.get('data_root') or roots[0])
     old = old.rstrip('/') + '/'
     new = osp.abspath(new_root).rstrip('/') + '/'
     out = {}
@@ -297,6 +300,8 @@ class Study:
             if self.spec.get('detector'):
                 items += self.detector_stages()
             for name, crops in self.spec.get('crops', {}).items():
+                if crops.get('boxes') == 'detector' and not self.spec.get('detector'):
+                    raise ValueError(f"crop set {name!r} takes detector boxes, but the study has no detector")
                 items.append(crop_stage(name, crops, self.layout, self.p('crops', name),
                                         det_cfg=lambda: self.p('configs', 'detector.py'), det_ckpt=self.det_ckpt,
                                         device=self.device))

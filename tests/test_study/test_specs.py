@@ -77,6 +77,8 @@ def test_spec_errors(tmp_path):
         _study('busbra', tmp_path, schedule='fast')
     with pytest.raises(ValueError, match='data.root is required'):
         _study('main_job_dataset', tmp_path)
+    with pytest.raises(ValueError, match="crop set 'main' takes detector boxes, but the study has no detector"):
+        _study('main_job_synthetic', tmp_path, detector=None)
 
 
 def _run_study(args, cwd=REPO):
