@@ -191,6 +191,7 @@ class Study:
         ov.update({k: v for k, v in point.items() if k not in ('seed', 'labelled_share')})
         # toy settings change what a method's config has (rampup_iters exists only in the mean teacher)
         ov.update({k: v for k, v in self.toy.get('classifier', {}).items() if has_key(base, k)})
+        ov.update(self.toy.get('methods', {}).get(m, {}))
         name = f"{run['id']}"
         if test is not None:
             root = self.crop_root(test['crops'], point)
