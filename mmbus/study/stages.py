@@ -171,12 +171,12 @@ CHILDREN = _Children()
 
 _PROGRESS = re.compile(r'(Iter|Epoch)\((train|val|test)\)\s*(\[\d+\])?\s*\[\s*(\d+)/(\d+)\]')
 _ETA = re.compile(r'eta: ([0-9:]+(?: day[s]?, [0-9:]+)?)')
-_COUNT = re.compile(r'(\d+)/(\d+)')
+_COUNT = re.compile(r'(\d+)/(\d+), [0-9.]+ task/s')  # mmengine's ProgressBar
 
 
 def progress_of(text: str) -> Optional[str]:
     """A one-line progress summary from a tool's log: mmengine's ``Iter(train) [ 40/240] ... eta:`` and
-    ``Epoch(train) [3][20/20]`` lines, else the last ``done/total`` count (progress bars)."""
+    ``Epoch(train) [3][20/20]`` lines, else the last ``done/total`` of mmengine's ProgressBar."""
     lines = [ln for ln in text.replace('\r', '\n').splitlines() if ln.strip()]
     for line in reversed(lines[-50:]):
         m = _PROGRESS.search(line)

@@ -207,6 +207,7 @@ def test_progress_read_from_tool_logs():
     # a progress bar redrawn with carriage returns: the last count wins
     assert progress_of('[>>  ] 3/10, 2.0 task/s\r[>>>> ] 6/10, 2.1 task/s') == '6/10'
     assert progress_of('loading annotations\n') is None
+    assert progress_of('12/02 02:17:01 - mmengine - INFO - Checkpoints will be saved to w.\n') is None
 
 
 def test_running_tool_progress_is_printed(tmp_path, capsys):
