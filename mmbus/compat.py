@@ -6,6 +6,10 @@ torch >= 2.6 loads checkpoints with ``weights_only=True`` by default, but mmengi
 ``tools/test.py`` then fail with ``UnpicklingError: Weights only load failed``. Rather than turning the
 safety check off, we allow-list exactly the types mmengine writes, so a checkpoint holding anything else
 is still refused.
+
+Every local checkpoint mmengine loads (``Runner.load_checkpoint`` / ``resume``, ``init_detector``, ``init_model``,
+the inferencers) then goes through :func:`mmbus.utils.checkpoint.load_checkpoint_safely`, which turns a refused or
+truncated file into an error that names it.
 """
 import pickle
 
@@ -51,4 +55,11 @@ def allow_mmengine_checkpoints():
     add_safe_globals(safe)
 
 
+def use_safe_checkpoint_loader():
+    """mmengine's loader for local paths -> :func:`mmbus.utils.checkpoint.load_checkpoint_safely`."""
+    from mmbus.utils.checkpoint import register_safe_local_loader
+    register_safe_local_loader()
+
+
 allow_mmengine_checkpoints()
+use_safe_checkpoint_loader()

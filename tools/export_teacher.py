@@ -9,6 +9,10 @@ ImageClassifier (checkpoint + config) for stock mmpretrain inference.
     from mmpretrain.apis import ImageClassificationInferencer
     ImageClassificationInferencer('work_dirs/export/teacher_config.py',
                                   pretrained='work_dirs/export/teacher.pth')
+
+The checkpoint is read weights-only and must belong to the config's model: a
+crafted file, a truncated one or a detector checkpoint is refused with a
+message naming the files (exit status 1) and nothing is written.
 """
 import argparse
 import os.path as osp

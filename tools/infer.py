@@ -10,16 +10,23 @@ annotated images.
         --cls-checkpoint work_dirs/pipeline/export/teacher.pth \
         --out-dir outputs/infer
 
-A missing or unreadable image is reported by name (status "error") and the
-batch goes on; an image without a nodule gets status "no_nodule".
+A missing, empty or unreadable image, and an image either model fails on,
+is reported by name (status "error") and the batch goes on; an image without
+a nodule gets status "no_nodule". Annotated images are written as each image
+is done, every file atomically; an interrupted run (Ctrl-C, SIGTERM) still
+writes results.json / results.csv for the images finished (exit status 130).
+Checkpoints are loaded weights-only and checked against their configs: a
+crafted file, a truncated file or a checkpoint of the other model is refused
+with a message naming the files (exit status 1).
 """
 import argparse
 import os.path as osp
+import signal
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmbus.apis.inference import (BUSInferencer, save_annotated,  # noqa
+from mmbus.apis.inference import (BUSInferencer, save_one_annotated,  # noqa
                                   write_results)
 
 
@@ -48,6 +55,10 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt(f'signal {signum}')
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:
@@ -60,12 +71,30 @@ def main(argv=None):
             malignancy_thr=args.malignancy_thr)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
-    results = inferencer(args.inputs, show_progress=True)
+    vis_dir, used = osp.join(args.out_dir, 'vis'), set()
+    results, interrupted = [], False
+    try:  # SIGTERM ends the loop like Ctrl-C (main thread only)
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:
+        previous = None
+    try:
+        for r in inferencer.iter_results(args.inputs, show_progress=True):
+            results.append(r)
+            if not args.no_draw and r['status'] != 'error':
+                try:
+                    save_one_annotated(r, vis_dir, used)
+                except Exception as e:
+                    print(f"[draw error] {r['image']}: {e}")
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if not results:
+        if interrupted:
+            sys.exit(130)
         sys.exit(f'error: no images found in {args.inputs}')
     paths = write_results(results, args.out_dir)
-    if not args.no_draw:
-        save_annotated(results, osp.join(args.out_dir, 'vis'))
     for r in results:
         if r['status'] == 'error':
             print(f"[error] {r['image']}: {r['error']}")
@@ -79,8 +108,12 @@ def main(argv=None):
     n_err = sum(r['status'] == 'error' for r in results)
     n_none = sum(r['status'] == 'no_nodule' for r in results)
     print(f'{len(results)} images: {len(results) - n_err - n_none} with a '
-          f'nodule, {n_none} without, {n_err} unreadable. Results: '
+          f'nodule, {n_none} without, {n_err} with an error. Results: '
           f"{paths['json']}, {paths['csv']}")
+    if interrupted:
+        print(f'interrupted: the results hold the {len(results)} images '
+              'finished before the interruption', file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == '__main__':

@@ -2,6 +2,10 @@
 
 Detection configs print COCO bbox mAP and mmbus' box IoU metrics; ``--show-dir`` writes images with the
 ground-truth box (yellow) and the predicted box (red). Classification configs print the diagnostic metrics.
+
+The checkpoint is loaded weights-only (a crafted file cannot run code) and checked against the model the
+config builds: a checkpoint of another model (a detector checkpoint on a classifier config, or the reverse)
+ends the run with a message naming both files and exit status 1, instead of metrics from untrained weights.
 """
 import argparse
 import os
@@ -15,7 +19,9 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mmbus.registry  # noqa: E402,F401  (registers components, fixes checkpoint loading)
-from mmbus.utils.distributed import setup_distributed
+from mmbus.engine.hooks import CheckpointCheckHook  # noqa: E402
+from mmbus.utils.checkpoint import CheckpointError  # noqa: E402
+from mmbus.utils.distributed import setup_distributed  # noqa: E402
 from mmbus.utils.io import atomic_write_json  # noqa: E402
 
 
@@ -80,16 +86,23 @@ def build_cfg(args):
 def main(argv=None):
     args = parse_args(argv)
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
-        raise ValueError(f'--out {args.out}: the dump file must be a .pkl file')
-    cfg = build_cfg(args)
+        sys.exit(f'error: --out {args.out}: the dump file must be a .pkl file')
+    try:
+        cfg = build_cfg(args)
+    except FileNotFoundError as e:
+        sys.exit(f'error: {e}')
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner.register_hook(CheckpointCheckHook(checkpoint=args.checkpoint, config=args.config))
     if args.out is not None:
         if cfg.get('default_scope') == 'mmdet':
             from mmdet.evaluation import DumpDetResults as Dump
         else:
             from mmengine.evaluator import DumpResults as Dump
         runner.test_evaluator.metrics.append(Dump(out_file_path=args.out))
-    metrics = runner.test()
+    try:
+        metrics = runner.test()
+    except CheckpointError as e:
+        sys.exit(f'error: {e}')
     if args.out_metrics and runner.rank == 0:
         atomic_write_json({k: _plain(v) for k, v in metrics.items()}, args.out_metrics, indent=2)
     return metrics

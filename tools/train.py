@@ -2,6 +2,13 @@
 
 The command line is the stock OpenMMLab one; the config's ``default_scope`` picks the library. Distributed:
 ``bash tools/dist_train.sh CONFIG NPROC`` (torchrun); on machines without a GPU the gloo backend is used.
+
+Resuming: ``--resume`` without a path continues from the checkpoint ``<work_dir>/last_checkpoint`` names after
+checking that it loads; a truncated or corrupt one is skipped (with a warning) for the newest intact
+``epoch_*.pth`` / ``iter_*.pth``, and when none is left the run stops with a message naming the files to delete.
+``--resume PATH`` and ``load_from`` are checked the same way, and against the model the config builds (a
+checkpoint of another model is refused, naming both files). The checkpoints carry the random-number state
+(``RandomStateHook``), so a resumed run repeats the uninterrupted one bit for bit.
 """
 import argparse
 import os
@@ -15,6 +22,9 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mmbus.registry  # noqa: E402,F401  (registers components, fixes checkpoint loading)
+from mmbus.engine.hooks import CheckpointCheckHook  # noqa: E402
+from mmbus.utils.checkpoint import (CheckpointError, find_resumable_checkpoint,  # noqa: E402
+                                    verify_checkpoint)
 from mmbus.utils.distributed import setup_distributed  # noqa: E402
 
 
@@ -60,24 +70,36 @@ def build_cfg(args):
             raise RuntimeError(f'{args.config}: --auto-scale-lr needs auto_scale_lr.base_batch_size '
                                'in the config')
         cfg.auto_scale_lr.enable = True
-    # resume priority: explicit checkpoint > latest in work_dir
-    if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
+    # resume priority: explicit checkpoint > latest intact one in work_dir
+    if args.resume == 'auto' or (args.resume is None and cfg.get('resume') and not cfg.get('load_from')):
+        latest = find_resumable_checkpoint(cfg.work_dir, log=lambda msg: print(msg, file=sys.stderr))
+        cfg.resume = latest is not None
+        cfg.load_from = latest
     elif args.resume is not None:
         if not osp.isfile(args.resume):
             raise FileNotFoundError(f'--resume: checkpoint {args.resume} does not exist')
+        verify_checkpoint(args.resume)
         cfg.resume = True
         cfg.load_from = args.resume
+    elif cfg.get('load_from') and osp.isfile(cfg.load_from):
+        verify_checkpoint(cfg.load_from)  # URLs are fetched (and checked) by mmengine
     setup_distributed(cfg, args.launcher, args.dist_backend)
     return cfg
 
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = build_cfg(args)
+    try:
+        cfg = build_cfg(args)
+    except (CheckpointError, FileNotFoundError) as e:
+        sys.exit(f'error: {e}')
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    runner.train()
+    if cfg.get('load_from'):
+        runner.register_hook(CheckpointCheckHook(checkpoint=cfg.load_from, config=args.config))
+    try:
+        runner.train()
+    except CheckpointError as e:
+        sys.exit(f'error: {e}')
 
 
 if __name__ == '__main__':

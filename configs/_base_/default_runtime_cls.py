@@ -12,6 +12,10 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1, save_best='diag/auc', rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
+    # random-number state (Python, NumPy, torch, sampler) in every checkpoint, so --resume repeats the
+    # uninterrupted run bit for bit; refuse impossible training data (one class, batch_size mismatch).
+    random_state=dict(type='RandomStateHook'),
+    data_check=dict(type='TrainDataCheckHook'),
 )
 
 env_cfg = dict(

@@ -11,7 +11,11 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     # tools/test.py --show-dir switches draw on; BUSDetVisualizer draws the doctor's box in
     # yellow and the detector's top box in red (paper, Figure 3).
-    visualization=dict(type='DetVisualizationHook', score_thr=0.05))
+    visualization=dict(type='DetVisualizationHook', score_thr=0.05),
+    # random-number state (Python, NumPy, torch, sampler) in every checkpoint, so --resume repeats the
+    # uninterrupted run bit for bit; refuse impossible training data before the first iteration.
+    random_state=dict(type='RandomStateHook'),
+    data_check=dict(type='TrainDataCheckHook'))
 
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -30,11 +30,12 @@ import os
 import os.path as osp
 import re
 import shutil
-import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import mmcv
 import numpy as np
+
+from mmbus.utils.io import atomic_write_json, make_dirs, make_temp_dir
 
 CLASSES = ('benign', 'malignant')
 PATHOLOGY_TO_LABEL = {'benign': 0, 'malignant': 1}
@@ -47,19 +48,29 @@ UNLABELLED_SPLITS = ('extended_train', )
 # ----------------------------------------------------------------------------
 def dump_json_atomic(obj, path: str, **kwargs) -> None:
     """Write JSON to ``path`` via a temp file + ``os.replace`` so a crash never
-    leaves a half-written file behind."""
-    path = osp.abspath(path)
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=osp.dirname(path), prefix='.' + osp.basename(path), suffix='.tmp')
+    leaves a half-written file behind (mode from the umask, see
+    :mod:`mmbus.utils.io`)."""
+    atomic_write_json(obj, path, **kwargs)
+
+
+def read_image(path: str, what: str = 'image') -> np.ndarray:
+    """``mmcv.imread`` (BGR) with errors that name the file: missing, empty
+    (0 bytes) or not decodable (raises ``FileNotFoundError`` /
+    ``ValueError``, never a raw OpenCV assertion)."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{what} not found: {path}')
+    if osp.getsize(path) == 0:
+        raise ValueError(f'{what} {path} is an empty file (0 bytes)')
     try:
-        with os.fdopen(fd, 'w') as f:
-            json.dump(obj, f, **kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+        img = mmcv.imread(path)
+    except Exception as e:  # cv2 / PIL errors on corrupt files
+        first = str(e).strip().splitlines()[-1] if str(e).strip() else ''
+        raise ValueError(f'cannot read {what} {path}: not a decodable image '
+                         f'({type(e).__name__}: {first[:200]})') from None
+    if img is None or img.size == 0:
+        raise ValueError(f'cannot read {what} {path}: not a decodable image '
+                         '(corrupt or unknown format)')
+    return img
 
 
 def xywh_to_xyxy(bbox: Sequence[float]) -> List[float]:
@@ -223,16 +234,53 @@ def build_ndarray_test_pipeline(cfg):
 
 
 def load_detector(config: str, checkpoint: str, device: str = 'cpu'):
-    """Build a trained detector; names the missing file if any."""
+    """Build a trained detector; names the missing file if any.
+
+    The checkpoint is read with the safe loader (weights only) and checked
+    against the detector the config builds: a classifier checkpoint (or any
+    other model's) raises :class:`~mmbus.utils.checkpoint.CheckpointError`
+    naming both files instead of leaving the detector untrained.
+    """
     for path, what in ((config, 'detector config'),
                        (checkpoint, 'detector checkpoint')):
         if not osp.isfile(path):
             raise FileNotFoundError(f'{what} not found: {path}')
+    import warnings
+
     import mmbus.registry  # noqa: F401  registers BUSDataset etc.
     from mmdet.apis import init_detector
     from mmdet.utils import register_all_modules
+    from mmengine.runner import load_state_dict
+
+    from mmbus.utils.checkpoint import (check_checkpoint_fits,
+                                        load_checkpoint_safely,
+                                        state_dict_of)
+    from mmengine.registry import DefaultScope
     register_all_modules(init_default_scope=False)
-    return init_detector(config, checkpoint, device=device)
+    ckpt = load_checkpoint_safely(checkpoint, map_location='cpu')
+    # init_detector would otherwise leave 'mmdet' as the process-wide
+    # default scope, breaking the caller's later mmpretrain builds
+    with warnings.catch_warnings(), \
+            DefaultScope.overwrite_default_scope('mmdet'):
+        warnings.simplefilter('ignore')  # "checkpoint is None, use COCO ..."
+        model = init_detector(config, None, device=device)
+    state = state_dict_of(ckpt)
+    check_checkpoint_fits(model, state, checkpoint, config)
+    state = {re.sub(r'^module\.', '', k): v for k, v in state.items()}
+    load_state_dict(model, state, strict=False)
+    meta = (ckpt.get('meta') or {}) if isinstance(ckpt, dict) else {}
+    palette = (model.dataset_meta or {}).get('palette')
+    if 'dataset_meta' in meta:
+        model.dataset_meta = {k.lower(): v
+                              for k, v in meta['dataset_meta'].items()}
+    elif 'CLASSES' in meta:
+        model.dataset_meta = {'classes': meta['CLASSES']}
+    else:
+        model.dataset_meta = {'classes': ('nodule', )}
+    if palette is not None and 'palette' not in model.dataset_meta:
+        model.dataset_meta['palette'] = palette
+    model.eval()
+    return model
 
 
 # ----------------------------------------------------------------------------
@@ -288,9 +336,10 @@ def extract_split_crops(ann_file: str,
             f'{len(missing)} image(s) listed in {ann_file} do not exist under '
             f'data root {data_root}: {missing[:5]}{more}')
 
-    os.makedirs(crop_dir, exist_ok=True)
+    make_dirs(crop_dir)
     final_dir = osp.join(crop_dir, split)
-    tmp_dir = tempfile.mkdtemp(dir=crop_dir, prefix=f'.{split}.tmp')
+    # mode from the umask (mkdtemp alone gives 0700)
+    tmp_dir = make_temp_dir(crop_dir, prefix=f'.{split}.tmp')
     data_list, missed, skipped = [], [], []
     progress = None
     if show_progress and coco['images']:
@@ -305,10 +354,11 @@ def extract_split_crops(ann_file: str,
                     progress.update()
                 continue
             img_path = osp.join(data_root, im['file_name'])
-            img = mmcv.imread(img_path)  # BGR uint8, HxWx3
-            if img is None:
-                raise FileNotFoundError(
-                    f'cannot read image {img_path} (listed in {ann_file})')
+            try:
+                img = read_image(img_path)  # BGR uint8, HxWx3
+            except ValueError as e:
+                raise FileNotFoundError(f'{e} (listed in {ann_file})') \
+                    from None
             boxes = box_source(im, img)
             if not boxes:
                 missed.append(dict(im))

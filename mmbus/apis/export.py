@@ -5,15 +5,30 @@
 
 Why the teacher: in mean teacher training the EMA teacher is the better,
 smoother model and is the one the paper evaluates; the student is dropped.
+
+Checkpoints are read with :func:`mmbus.utils.checkpoint.load_checkpoint_safely`
+(weights only: a crafted file cannot run code) and checked against the model
+the config builds (a detector checkpoint is refused, naming both files).
+
+Stock inference on file paths: ``ImageClassificationInferencer`` drops the
+config's ``LoadImageFromFile`` and reads every path in colour (3 channels),
+while the mean-teacher network takes grey crops (1 channel). The exported
+config therefore converts a colour image to grey right after loading
+(:data:`TO_GREY`: mmcv's ``RandomGrayscale`` with probability 1 and OpenCV's
+own luminance weights, exact for grey images); a grey image passes through
+unchanged, so ``tools/test.py`` on the exported config reads the crops as
+before.
 """
 import copy
-import os
 import os.path as osp
-import tempfile
 from typing import Optional, Tuple
 
-import torch
 from mmengine.config import Config, ConfigDict
+
+from mmbus.utils.checkpoint import (CheckpointMismatchError,
+                                    check_checkpoint_fits,
+                                    load_checkpoint_safely, state_dict_of)
+from mmbus.utils.io import atomic_torch_save, atomic_write, make_dirs
 
 #: keys that an ImageClassifier accepts.
 _CLASSIFIER_KEYS = ('backbone', 'neck', 'head', 'pretrained', 'train_cfg',
@@ -22,6 +37,12 @@ _CLASSIFIER_KEYS = ('backbone', 'neck', 'head', 'pretrained', 'train_cfg',
 _TRAIN_ONLY_CFG_KEYS = ('train_dataloader', 'train_cfg', 'optim_wrapper',
                         'param_scheduler', 'auto_scale_lr', 'custom_hooks',
                         'resume', 'load_from')
+#: colour -> grey after loading, for a 1-channel network behind a loader that
+#: reads colour (stock ImageClassificationInferencer). OpenCV's BGR2GRAY
+#: weights in 1/16384 units: a grey pixel (B == G == R) keeps its value
+#: exactly; colour pixels end within 1 grey level of cv2 (truncation).
+TO_GREY = dict(type='RandomGrayscale', prob=1.0, keep_channels=False,
+               channel_weights=(1868, 9617, 4899), color_format='bgr')
 
 
 def plain_classifier_cfg(model_cfg) -> ConfigDict:
@@ -78,38 +99,86 @@ def teacher_state_dict(state_dict: dict, prefix: str = 'teacher.') -> dict:
     return out
 
 
+def _in_channels(model_cfg) -> Optional[int]:
+    n = (model_cfg.get('backbone') or {}).get('in_channels')
+    return int(n) if isinstance(n, int) else None
+
+
+def _grey_safe_pipeline(pipeline):
+    """``pipeline`` with :data:`TO_GREY` after a grey ``LoadImageFromFile``
+    (unless it is there already)."""
+    if any(t.get('type') == TO_GREY['type'] for t in pipeline):
+        return list(pipeline)
+    out = []
+    for t in pipeline:
+        out.append(t)
+        if 'LoadImageFromFile' in str(t.get('type', '')) and t.get(
+                'color_type', 'color') in ('grayscale', 'unchanged_grayscale'):
+            out.append(dict(TO_GREY))
+    return out
+
+
 def plain_config(cfg: Config) -> Config:
     """A copy of a (semi-)training config with the model replaced by the
     plain teacher classifier and training-only entries removed, so stock
-    mmpretrain inference and ``tools/test.py`` run it."""
+    mmpretrain inference and ``tools/test.py`` run it. A 1-channel network
+    gets :data:`TO_GREY` in its test/val pipelines (see the module doc)."""
     cfg = copy.deepcopy(cfg)
     cfg.model = plain_classifier_cfg(cfg.model)
     for k in _TRAIN_ONLY_CFG_KEYS:
         if k in cfg:
             cfg.pop(k)
     cfg.setdefault('default_scope', 'mmpretrain')
+    if _in_channels(cfg.model) == 1:
+        for key in ('test_dataloader', 'val_dataloader'):
+            ds = (cfg.get(key) or {}).get('dataset') or {}
+            if isinstance(ds.get('pipeline'), list):
+                ds['pipeline'] = _grey_safe_pipeline(ds['pipeline'])
     return cfg
 
 
-def _atomic_torch_save(obj, path: str) -> None:
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=osp.dirname(osp.abspath(path)), suffix='.tmp')
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+def _build_plain(pcfg):
+    import mmbus.registry  # noqa: F401
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return MODELS.build(copy.deepcopy(pcfg.model))
+
+
+def load_teacher_state(checkpoint: str, pcfg, config: str,
+                       model=None) -> Tuple[dict, dict, dict]:
+    """Read ``checkpoint`` safely and reduce it to the plain classifier's
+    state dict.
+
+    Raises:
+        FileNotFoundError: no such checkpoint.
+        CheckpointError: the file is refused (not weights only), corrupt, or
+            (:class:`CheckpointMismatchError`, naming the checkpoint and
+            ``config``) not a checkpoint of that classifier.
+
+    Returns:
+        ``(plain_state, full_state, checkpoint)``.
+    """
+    if not osp.isfile(checkpoint):
+        raise FileNotFoundError(
+            f'classifier checkpoint not found: {checkpoint}')
+    ckpt = load_checkpoint_safely(checkpoint, map_location='cpu')
+    state = state_dict_of(ckpt)
+    if not state:
+        raise CheckpointMismatchError(
+            f'checkpoint {checkpoint} holds no state dict (config {config})')
+    plain_state = teacher_state_dict(state)
+    model = _build_plain(pcfg) if model is None else model
+    check_checkpoint_fits(model, plain_state, checkpoint, config)
+    return plain_state, state, ckpt if isinstance(ckpt, dict) else {}
 
 
 def export_teacher(config: str,
                    checkpoint: str,
                    out_dir: str,
                    name: str = 'teacher') -> Tuple[str, str]:
-    """Write ``<out_dir>/<name>.pth`` and ``<out_dir>/<name>_config.py``.
+    """Write ``<out_dir>/<name>.pth`` and ``<out_dir>/<name>_config.py``
+    (atomically, with the permissions the umask gives).
 
     Args:
         config: the SemiClassifier training config (path).
@@ -118,6 +187,10 @@ def export_teacher(config: str,
 
     Returns:
         ``(checkpoint_path, config_path)`` of the exported classifier.
+
+    Raises:
+        FileNotFoundError: a missing input (named).
+        CheckpointError: see :func:`load_teacher_state`; nothing is written.
     """
     for path, what in ((config, 'classifier config'),
                        (checkpoint, 'classifier checkpoint')):
@@ -125,12 +198,8 @@ def export_teacher(config: str,
             raise FileNotFoundError(f'{what} not found: {path}')
     import mmbus.registry  # noqa: F401  (checkpoint-loading compatibility)
     cfg = Config.fromfile(config)
-    ckpt = torch.load(checkpoint, map_location='cpu', weights_only=False)
-    state = ckpt.get('state_dict', ckpt)
-    if not isinstance(state, dict) or not state:
-        raise ValueError(f'{checkpoint} holds no state dict')
-    plain_state = teacher_state_dict(state)
     pcfg = plain_config(cfg)
+    plain_state, state, ckpt = load_teacher_state(checkpoint, pcfg, config)
     meta = dict(ckpt.get('meta', {}) or {})
     meta.update(
         exported_from=osp.abspath(checkpoint),
@@ -138,39 +207,35 @@ def export_teacher(config: str,
         or any(k.startswith('teacher.') for k in state) else 'whole model',
         dataset_meta=meta.get('dataset_meta',
                               dict(classes=('benign', 'malignant'))))
-    os.makedirs(out_dir, exist_ok=True)
+    make_dirs(out_dir)
     ckpt_path = osp.join(out_dir, f'{name}.pth')
     cfg_path = osp.join(out_dir, f'{name}_config.py')
-    _atomic_torch_save(dict(state_dict=plain_state, meta=meta), ckpt_path)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix='.py')
-    os.close(fd)
-    try:
-        pcfg.dump(tmp)
-        os.replace(tmp, cfg_path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_torch_save(dict(state_dict=plain_state, meta=meta), ckpt_path)
+    atomic_write(cfg_path, pcfg.dump)
     return ckpt_path, cfg_path
 
 
 def load_plain_classifier(config, checkpoint: Optional[str] = None,
                           device: str = 'cpu'):
     """Build the plain (teacher) classifier from a SemiClassifier or a plain
-    ImageClassifier config + checkpoint, in memory (no files written)."""
+    ImageClassifier config + checkpoint, in memory (no files written).
+    The checkpoint is read and checked as by :func:`load_teacher_state`."""
     import mmbus.registry  # noqa: F401
     from mmengine.runner import load_state_dict
     from mmpretrain.apis import init_model
     cfg = Config.fromfile(config) if isinstance(config, str) else config
+    cfg_name = config if isinstance(config, str) else \
+        (getattr(cfg, 'filename', None) or 'the given config')
     pcfg = plain_config(cfg)
     model = init_model(pcfg, None, device=device)
     if checkpoint is not None:
-        if not osp.isfile(checkpoint):
-            raise FileNotFoundError(
-                f'classifier checkpoint not found: {checkpoint}')
-        ckpt = torch.load(checkpoint, map_location='cpu', weights_only=False)
-        state = teacher_state_dict(ckpt.get('state_dict', ckpt))
-        load_state_dict(model, state, strict=True)
+        state, _, ckpt = load_teacher_state(checkpoint, pcfg, cfg_name, model)
+        try:
+            load_state_dict(model, state, strict=True)
+        except RuntimeError as e:
+            raise CheckpointMismatchError(
+                f'checkpoint {checkpoint} does not fully fit config '
+                f'{cfg_name}: {e}') from None
         meta = ckpt.get('meta', {}) or {}
         model.dataset_meta = meta.get(
             'dataset_meta', dict(classes=('benign', 'malignant')))

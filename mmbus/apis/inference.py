@@ -12,19 +12,27 @@ Output per image (``BUSInferencer.__call__``)::
 
 ``malignancy_prob`` is the classifier's softmax score of class 1
 (malignant); ``label`` is malignant when it is >= ``malignancy_thr`` (0.5).
+
+Faults stay with their image: a missing, empty or undecodable file, and any
+error inside the detector or the classifier (e.g. a 2 x 5000 px image that
+mmdet's ``Resize`` cannot scale), give that image ``status: "error"`` with a
+message naming it, and the batch goes on. Every output file (results,
+annotated images) is written atomically (temp file + rename) with the
+permissions the umask gives. Checkpoints are read weights-only and checked
+against their configs (:mod:`mmbus.utils.checkpoint`).
 """
 import csv
 import io
 import os
 import os.path as osp
-import tempfile
-from typing import Iterable, List, Sequence, Union
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, \
+    Union
 
-import mmcv
 import numpy as np
 
+from mmbus.utils.io import atomic_imwrite, atomic_write_text, make_dirs
 from .crop_extraction import (CLASSES, DetectorBoxes, crop_nodule,
-                              dump_json_atomic, load_detector)
+                              dump_json_atomic, load_detector, read_image)
 from .export import load_plain_classifier
 
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
@@ -104,39 +112,43 @@ class BUSInferencer:
         if not crops:
             return []
         if self.grayscale:
+            import mmcv
             crops = [mmcv.bgr2gray(c) if c.ndim == 3 else c for c in crops]
         results = self.classifier(crops, batch_size=max(1, len(crops)))
         return [float(r['pred_scores'][1]) for r in results]
 
     def infer_image(self, path: str) -> dict:
         """Run both stages on one image file; never raises for a bad image
-        (the error is returned in the record)."""
+        or a failure of either model on it (the error is returned in the
+        record, naming the image)."""
         rec = dict(image=path, status='ok', error=None, width=None,
                    height=None, nodules=[])
-        if not osp.isfile(path):
-            rec.update(status='error', error=f'image not found: {path}')
-            return rec
         try:
-            img = mmcv.imread(path)
-        except Exception as e:  # corrupt files make cv2/PIL raise
-            img, err = None, str(e)
-        else:
-            err = 'not a readable image'
-        if img is None:
-            rec.update(status='error', error=f'cannot read {path}: {err}')
+            img = read_image(path)
+        except (FileNotFoundError, ValueError) as e:
+            rec.update(status='error', error=str(e))
             return rec
         rec['height'], rec['width'] = int(img.shape[0]), int(img.shape[1])
-        boxes = self.boxes(dict(file_name=path), img)
-        if not boxes:
-            rec['status'] = 'no_nodule'
+        stage = 'detector'
+        try:
+            boxes = self.boxes(dict(file_name=path), img)
+            if not boxes:
+                rec['status'] = 'no_nodule'
+                return rec
+            stage = 'classifier'
+            crops, crop_boxes = [], []
+            for box, _ in boxes:
+                crop, cbox = crop_nodule(img, box, self.margin,
+                                         self.relative_margin)
+                crops.append(crop)
+                crop_boxes.append(cbox)
+            probs = self.classify(crops)
+        except Exception as e:  # one odd image must not end the batch
+            msg = ' '.join(str(e).split())[:300]
+            rec.update(status='error', nodules=[], error=(
+                f'{stage} failed on {path} ({rec["width"]}x{rec["height"]} '
+                f'px): {type(e).__name__}: {msg}'))
             return rec
-        crops, crop_boxes = [], []
-        for box, _ in boxes:
-            crop, cbox = crop_nodule(img, box, self.margin,
-                                     self.relative_margin)
-            crops.append(crop)
-            crop_boxes.append(cbox)
-        probs = self.classify(crops)
         for (box, score), cbox, p in zip(boxes, crop_boxes, probs):
             rec['nodules'].append(
                 dict(
@@ -147,21 +159,25 @@ class BUSInferencer:
                     label=CLASSES[int(p >= self.malignancy_thr)]))
         return rec
 
-    def __call__(self, images: Union[str, Iterable[str]],
-                 show_progress: bool = False) -> List[dict]:
+    def iter_results(self, images: Union[str, Iterable[str]],
+                     show_progress: bool = False) -> Iterator[dict]:
+        """One record per image, as each is done (a caller can keep the
+        finished ones when the batch is interrupted)."""
         paths = list_images(images)
         progress = None
         if show_progress and paths:
             from mmengine.utils import ProgressBar
             progress = ProgressBar(len(paths))
-        out = []
         for p in paths:
-            out.append(self.infer_image(p))
+            yield self.infer_image(p)
             if progress:
                 progress.update()
         if progress:
             print()
-        return out
+
+    def __call__(self, images: Union[str, Iterable[str]],
+                 show_progress: bool = False) -> List[dict]:
+        return list(self.iter_results(images, show_progress))
 
 
 def init_two_stage(det_config: str,
@@ -207,7 +223,7 @@ def results_to_csv_rows(results: List[dict]) -> List[dict]:
 
 def write_results(results: List[dict], out_dir: str) -> dict:
     """Write ``results.json`` and ``results.csv`` atomically."""
-    os.makedirs(out_dir, exist_ok=True)
+    make_dirs(out_dir)
     json_path = osp.join(out_dir, 'results.json')
     csv_path = osp.join(out_dir, 'results.csv')
     dump_json_atomic(results, json_path, indent=1)
@@ -215,10 +231,7 @@ def write_results(results: List[dict], out_dir: str) -> dict:
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, restval='')
     writer.writeheader()
     writer.writerows(results_to_csv_rows(results))
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix='.csv')
-    with os.fdopen(fd, 'w', newline='') as f:
-        f.write(buf.getvalue())
-    os.replace(tmp, csv_path)
+    atomic_write_text(buf.getvalue(), csv_path, newline='')
     return dict(json=json_path, csv=csv_path)
 
 
@@ -241,20 +254,44 @@ def draw_result(img: np.ndarray, result: dict) -> np.ndarray:
     return canvas
 
 
-def save_annotated(results: List[dict], out_dir: str) -> List[str]:
-    """Annotated copies of every readable input under ``out_dir``."""
-    os.makedirs(out_dir, exist_ok=True)
+def annotated_name(image: str, used: set) -> str:
+    """``<stem>.png``, made unique within ``used`` (same file name from two
+    folders gets ``<stem>_1.png``); the name is added to ``used``."""
+    stem = osp.splitext(osp.basename(image))[0]
+    name, i = f'{stem}.png', 1
+    while name in used:
+        name, i = f'{stem}_{i}.png', i + 1
+    used.add(name)
+    return name
+
+
+def save_one_annotated(result: dict, out_dir: str, used: set) -> str:
+    """Write the annotated copy of one readable input atomically; returns
+    its path (raises for an image that cannot be read or drawn)."""
+    img = read_image(result['image'])
+    path = osp.join(out_dir, annotated_name(result['image'], used))
+    atomic_imwrite(draw_result(img, result), path)
+    return path
+
+
+def save_annotated(results: List[dict], out_dir: str,
+                   on_error: Optional[Callable[[str, str], None]] = None
+                   ) -> List[str]:
+    """Annotated copies of every readable input under ``out_dir``, each
+    written atomically. An image that fails to draw is reported through
+    ``on_error(image, message)`` (default: a warning) and skipped."""
+    make_dirs(out_dir)
     written, used = [], set()
     for r in results:
         if r['status'] == 'error':
             continue
-        img = mmcv.imread(r['image'])
-        stem = osp.splitext(osp.basename(r['image']))[0]
-        name, i = f'{stem}.png', 1
-        while name in used:  # same file name from two folders
-            name, i = f'{stem}_{i}.png', i + 1
-        used.add(name)
-        path = osp.join(out_dir, name)
-        mmcv.imwrite(draw_result(img, r), path)
-        written.append(path)
+        try:
+            written.append(save_one_annotated(r, out_dir, used))
+        except Exception as e:
+            msg = f'cannot write the annotated copy of {r["image"]}: {e}'
+            if on_error is None:
+                import warnings
+                warnings.warn(msg)
+            else:
+                on_error(r['image'], msg)
     return written

@@ -22,6 +22,21 @@ so ranks get disjoint shards within a cycle. ``set_epoch`` reshuffles.
 
 ``num_unlabelled=0`` gives a plain labelled sampler with the same epoch
 semantics (used by the supervised baselines for comparable epochs).
+
+Impossible data is refused with a message naming the dataset: no labelled
+sample (when the sampler is built); before the first batch
+(:meth:`LabelledUnlabelledSampler.check`, also called by
+``TrainDataCheckHook``): labelled samples of fewer than
+``min_classes`` classes; a labelled (or unlabelled) pool smaller than its
+share of one step (``num_labelled * world_size``), which would repeat
+samples inside every batch (``allow_repeats=True`` accepts that on purpose,
+e.g. for a few-label demo). ``TrainDataCheckHook`` refuses a dataloader
+``batch_size`` other than :attr:`LabelledUnlabelledSampler.batch_size`.
+
+Resuming: the permutations depend only on ``seed`` and ``epoch``; mmengine
+restores the epoch and calls :meth:`set_epoch`, ``RandomStateHook`` stores
+and restores ``seed`` (:meth:`state_dict`), so a resumed run draws the same
+batches as an uninterrupted one.
 """
 import math
 from typing import Iterator, List, Optional, Sized, Union
@@ -32,20 +47,39 @@ from mmpretrain.registry import DATA_SAMPLERS
 from torch.utils.data import Sampler
 
 
+def sample_labels(dataset) -> List[int]:
+    """``gt_label`` of every sample of a (Concat)Dataset (``-1`` =
+    unlabelled), read from the annotations only (no image loading)."""
+    if not hasattr(dataset, 'get_data_info'):
+        raise TypeError(f'{type(dataset).__name__} has no get_data_info(); '
+                        'cannot tell labelled from unlabelled samples')
+    labels = []
+    for i in range(len(dataset)):
+        label = dataset.get_data_info(i).get('gt_label', -1)
+        if hasattr(label, 'tolist'):
+            label = label.tolist()
+        if isinstance(label, (list, tuple)):
+            label = label[0] if label else -1
+        labels.append(int(label))
+    return labels
+
+
 def labelled_flags(dataset) -> List[bool]:
     """``gt_label >= 0`` for every sample of a (Concat)Dataset, read from the
     annotations only (no image loading)."""
     if hasattr(dataset, 'is_labelled'):
         return list(dataset.is_labelled())
-    if not hasattr(dataset, 'get_data_info'):
-        raise TypeError(f'{type(dataset).__name__} has no get_data_info(); '
-                        'cannot tell labelled from unlabelled samples')
-    flags = []
-    for i in range(len(dataset)):
-        info = dataset.get_data_info(i)
-        label = info.get('gt_label', -1)
-        flags.append(int(label) >= 0)
-    return flags
+    return [c >= 0 for c in sample_labels(dataset)]
+
+
+def _describe(dataset) -> str:
+    inner = getattr(dataset, 'datasets', None)
+    if inner:
+        return (f'{type(dataset).__name__}('
+                f"{' + '.join(_describe(d) for d in inner)})")
+    ann = getattr(dataset, 'ann_file', None)
+    return f'{type(dataset).__name__}({ann})' if ann else \
+        type(dataset).__name__
 
 
 @DATA_SAMPLERS.register_module()
@@ -63,6 +97,10 @@ class LabelledUnlabelledSampler(Sampler):
         shuffle (bool): Shuffle each stream (off: dataset order, cycled).
         seed (int, optional): Base seed; ``None`` draws one shared by all
             ranks.
+        min_classes (int): Classes the labelled samples must cover (default
+            2: a benign/malignant classifier cannot learn from one class).
+        allow_repeats (bool): Accept a labelled/unlabelled pool smaller than
+            its per-step share (samples then repeat within a batch).
     """
 
     def __init__(self,
@@ -71,7 +109,9 @@ class LabelledUnlabelledSampler(Sampler):
                  num_unlabelled: int = 64,
                  epoch_length: Union[str, int] = 'labelled',
                  shuffle: bool = True,
-                 seed: Optional[int] = None) -> None:
+                 seed: Optional[int] = None,
+                 min_classes: int = 2,
+                 allow_repeats: bool = False) -> None:
         if num_labelled < 1 or num_unlabelled < 0:
             raise ValueError('need num_labelled >= 1 and num_unlabelled >= 0,'
                              f' got {num_labelled}, {num_unlabelled}')
@@ -83,10 +123,10 @@ class LabelledUnlabelledSampler(Sampler):
         self.shuffle = shuffle
         self.seed = sync_random_seed() if seed is None else seed
         self.epoch = 0
-        flags = labelled_flags(dataset)
-        self.labelled = [i for i, f in enumerate(flags) if f]
-        self.unlabelled = [i for i, f in enumerate(flags) if not f]
-        name = type(dataset).__name__
+        labels = sample_labels(dataset)
+        self.labelled = [i for i, c in enumerate(labels) if c >= 0]
+        self.unlabelled = [i for i, c in enumerate(labels) if c < 0]
+        name = _describe(dataset)
         if not self.labelled:
             raise ValueError(f'{name} has no labelled sample (gt_label >= 0)')
         if num_unlabelled > 0 and not self.unlabelled:
@@ -94,6 +134,31 @@ class LabelledUnlabelledSampler(Sampler):
                 f'{name} has no unlabelled sample (gt_label == -1) but '
                 f'num_unlabelled={num_unlabelled}; add the extended set or '
                 'set num_unlabelled=0')
+        # Impossible data is reported by check() (called before the first
+        # batch and by TrainDataCheckHook), not here: mmengine also builds
+        # the train loop when a config is only tested (EarlyStoppingHook).
+        self._problems = []
+        classes = sorted({labels[i] for i in self.labelled})
+        if len(classes) < min_classes:
+            self._problems.append(
+                f'{name}: all {len(self.labelled)} labelled samples have '
+                f'gt_label {classes[0]}; the classifier needs labelled '
+                f'samples of at least {min_classes} classes (check the '
+                'annotation file and the split)')
+        for pool, per, what in ((self.labelled, num_labelled, 'labelled'),
+                                (self.unlabelled, num_unlabelled,
+                                 'unlabelled')):
+            need = per * world_size
+            if per > 0 and len(pool) < need and not allow_repeats:
+                ranks = f' x {world_size} ranks' if world_size > 1 else ''
+                self._problems.append(
+                    f'{name} has {len(pool)} {what} samples but every '
+                    f'batch takes num_{what}={per}{ranks}: samples '
+                    f'would repeat inside each batch. Lower num_{what} '
+                    f'(and batch_size), add {what} data, or set '
+                    'allow_repeats=True in the sampler to accept repeats')
+        self.allow_repeats = allow_repeats
+        self.min_classes = min_classes
         if isinstance(epoch_length, str):
             if epoch_length == 'labelled':
                 n, per = len(self.labelled), num_labelled
@@ -137,7 +202,16 @@ class LabelledUnlabelledSampler(Sampler):
         stream = stream.view(self.num_batches, self.world_size, per_batch)
         return stream[:, self.rank]
 
+    def check(self) -> None:
+        """Raise ``ValueError`` (naming the dataset) for data this sampler
+        cannot compose batches from: labelled samples of fewer than
+        ``min_classes`` classes, or a pool smaller than its per-step share
+        without ``allow_repeats``."""
+        if self._problems:
+            raise ValueError('; '.join(self._problems))
+
     def __iter__(self) -> Iterator[int]:
+        self.check()
         lab = self._stream(self.labelled, self.num_labelled, 0)
         unl = self._stream(self.unlabelled, self.num_unlabelled, 1)
         return iter(torch.cat([lab, unl], dim=1).reshape(-1).tolist())
@@ -148,3 +222,11 @@ class LabelledUnlabelledSampler(Sampler):
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle for ``epoch`` (called by DistSamplerSeedHook)."""
         self.epoch = epoch
+
+    def state_dict(self) -> dict:
+        """What the permutations depend on (``seed``, ``epoch``)."""
+        return dict(seed=int(self.seed), epoch=int(self.epoch))
+
+    def load_state_dict(self, state: dict) -> None:
+        self.seed = int(state['seed'])
+        self.epoch = int(state.get('epoch', self.epoch))

@@ -26,7 +26,9 @@ term without samples in the batch is multiplied by zero rather than skipped,
 so every parameter always takes part in the graph (DDP-safe).
 
 The iteration ``t`` is pushed by the hook with :meth:`set_iter` from
-``runner.iter`` before each step, so it is correct after ``--resume``.
+``runner.iter`` before each step, so it is correct after ``--resume``; the
+views and dropout draw from torch's global generator, whose state
+``RandomStateHook`` keeps in the checkpoints.
 """
 import math
 from typing import List, Optional
@@ -100,6 +102,13 @@ class SemiClassifier(BaseClassifier):
         if consistency_weight < 0 or rampup_iters < 0:
             raise ValueError('consistency_weight and rampup_iters must be '
                              '>= 0')
+        num_classes = head.get('num_classes') if isinstance(head, dict) \
+            else getattr(head, 'num_classes', None)
+        if isinstance(num_classes, int) and num_classes < 2:
+            raise ValueError(
+                f'head.num_classes={num_classes}: a mean-teacher classifier '
+                'needs at least 2 classes (the consistency term compares '
+                'class distributions)')
         if not isinstance(data_preprocessor, nn.Module):
             data_preprocessor = dict(data_preprocessor or {})
             data_preprocessor.setdefault('type', 'ClsDataPreprocessor')

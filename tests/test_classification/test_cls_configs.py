@@ -28,7 +28,7 @@ def load(name):
 def test_config_parses_and_builds(name):
     cfg = load(name)
     assert cfg.default_scope == 'mmpretrain'
-    assert cfg.custom_imports['imports'] == ['mmbus']
+    assert cfg.custom_imports['imports'] == ['mmbus.registry']
     model = MODELS.build(cfg.model)
     quick = name.endswith('_cpu_quick')
     assert model.backbone.out_channels if hasattr(model, 'backbone') \

@@ -89,10 +89,11 @@ def test_crop_dataset_hidden_without_true_label(tmp_path):
 
 
 class FakeDataset:
-    """10 labelled (0..9), 25 unlabelled (10..34)."""
+    """10 labelled (0..9, both classes), 25 unlabelled (10..34)."""
 
-    def __init__(self, n_lab=10, n_unl=25):
-        self.labels = [1] * n_lab + [-1] * n_unl
+    def __init__(self, n_lab=10, n_unl=25, classes=(0, 1)):
+        self.labels = [classes[i % len(classes)] for i in range(n_lab)] + \
+            [-1] * n_unl
 
     def __len__(self):
         return len(self.labels)

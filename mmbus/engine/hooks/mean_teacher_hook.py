@@ -15,8 +15,10 @@ Design notes:
 
 * the step count is never stored in the hook: the momentum and the model's
   ramp-up iteration are derived from ``runner.iter``, and the teacher lives in
-  the model's state dict, so a run resumed from a checkpoint continues exactly
-  like an uninterrupted one;
+  the model's state dict; with the random-number state that
+  :class:`~mmbus.engine.hooks.RandomStateHook` (in every mmbus runtime
+  config's ``default_hooks``) saves and restores, a run resumed from a
+  checkpoint continues exactly like an uninterrupted one, bit for bit;
 * the parameter lists are collected once (``before_train``) and updated with
   one fused ``torch._foreach_lerp_`` call with a Python-float weight: no
   ``.item()``, no host/device sync, one kernel launch per group;
