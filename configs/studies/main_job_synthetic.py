@@ -21,6 +21,8 @@ report = dict(type='paper')
 
 # --schedule toy: tiny data and a few iterations per stage (tests); numbers are meaningless
 _toy_scale = (128, 128)
+# a handful of toy crops is smaller than one batch's labelled share: repeats accepted on purpose
+_methods = ('mean_teacher', 'fixmatch', 'supervised_basic', 'supervised_all')
 toy = dict(
     data=dict(root='{work_dir}/data', images=dict(hospital_a=24, hospital_b=12),
               ratios='basic_train=0.25,extended_train=0.35,val=0.15,test=0.25'),
@@ -36,4 +38,5 @@ toy = dict(
     classifier={
         'train_cfg.max_epochs': 1, 'train_dataloader.sampler.epoch_length': 3,
         'default_hooks.logger.interval': 1, 'model.rampup_iters': 1,
-    })
+    },
+    methods={m: {'train_dataloader.sampler.allow_repeats': True} for m in _methods})

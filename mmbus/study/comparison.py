@@ -25,8 +25,12 @@ def paired_differences(study, rows: List[dict], baseline: str) -> List[dict]:
         sb, yb, _ = load_predictions(study.p(b['predictions']), study.p(b['crops']), study.p(b['missed']))
         if len(sa) != len(sb) or (ya != yb).any():
             raise ValueError(f'{method} and {baseline} were not tested on the same crops ({ts}, {gid})')
-        out.append(dict(test_set=ts, gid=gid, grid=r['grid'], method=method, baseline=baseline,
-                        **paired_delong(sa, sb, ya)))
+        try:
+            stats = paired_delong(sa, sb, ya)
+        except ValueError as e:  # too few samples of a class for the variance: the difference alone
+            stats = dict(diff=r['metrics']['auc'] - b['metrics']['auc'], diff_ci_low=None, diff_ci_high=None,
+                         p_value=None, note=str(e))
+        out.append(dict(test_set=ts, gid=gid, grid=r['grid'], method=method, baseline=baseline, **stats))
     return out
 
 
@@ -62,10 +66,8 @@ def comparison_report(study):
             for m in dict.fromkeys(p['method'] for p in pts):
                 mine = {p['gid']: p for p in pts if p['method'] == m}
                 diffs = [p['diff'] for p in mine.values()]
-                sig = sum(p['p_value'] < 0.05 and p['diff'] > 0 for p in mine.values())
-                prow.append([f'{title(m)} − {title(baseline)}'] + [
-                    f"{mine[g]['diff']:+.3f} [{mine[g]['diff_ci_low']:+.3f}, {mine[g]['diff_ci_high']:+.3f}], "
-                    f"p={mine[g]['p_value']:.3f}" if g in mine else '' for g in gids] + [
+                sig = sum(p['p_value'] is not None and p['p_value'] < 0.05 and p['diff'] > 0 for p in mine.values())
+                prow.append([f'{title(m)} − {title(baseline)}'] + [_paired_cell(mine.get(g)) for g in gids] + [
                     f"{mean_std(diffs)['mean']:+.3f} ({sig}/{len(diffs)} with p < 0.05)"])
             md += ['Paired differences on the same test crops (paired DeLong test):\n',
                    md_table(['Difference'] + [g or 'all' for g in gids] + ['mean'], prow), '']
@@ -98,6 +100,14 @@ def comparison_report(study):
             plot_roc_panels(panels, study.p('report', png))
             md += [f'![ROC]({png})\n']
     return rep, md
+
+
+def _paired_cell(p) -> str:
+    if p is None:
+        return ''
+    if p['p_value'] is None:
+        return f"{p['diff']:+.3f} (no test: {p['note']})"
+    return f"{p['diff']:+.3f} [{p['diff_ci_low']:+.3f}, {p['diff_ci_high']:+.3f}], p={p['p_value']:.3f}"
 
 
 def _extra(v) -> str:

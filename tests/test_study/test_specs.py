@@ -96,7 +96,7 @@ def test_toy_synthetic_crops_study_runs_and_reruns_nothing(tmp_path):
     rows = sorted(p.name for p in (work / 'rows').iterdir())
     assert rows == ['mean_teacher_test.json', 'supervised_basic_test.json']
     row = json.loads((work / 'rows' / 'mean_teacher_test.json').read_text())
-    assert 0 <= row['metrics']['auc'] <= 1 and row['metrics']['num_samples'] == 8
+    assert 0 <= row['metrics']['auc'] <= 1 and row['metrics']['num_samples'] == 16
     assert len(row['extras']['labelled_crops']) == 4
     assert not osp.isabs(row['predictions']) and (work / row['predictions']).is_file()
     rep = json.loads((work / 'report' / 'report.json').read_text())
