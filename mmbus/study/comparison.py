@@ -102,6 +102,13 @@ def comparison_report(study):
     return rep, md
 
 
+def paired_table(paired: List[dict], tests: Dict[str, dict]) -> str:
+    """One row per (test set, method) of :func:`paired_differences` (single grid point)."""
+    return md_table(['Test set', 'Difference', 'AUC difference [95% CI], p'],
+                    [[tests.get(p['test_set'], {}).get('title', p['test_set']),
+                      f"{title(p['method'])} − {title(p['baseline'])}", _paired_cell(p)] for p in paired])
+
+
 def _paired_cell(p) -> str:
     if p is None:
         return ''

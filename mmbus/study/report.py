@@ -110,7 +110,7 @@ def make_report(study) -> dict:
 def paper_report(study):
     rows = load_rows(study.work_dir)
     sets = study.layout.sets
-    crop_dir = study.p('crops', 'main')
+    crop_dir = study.p('crops', study.spec.get('train_crops', 'main'))
     rep = dict(study=study.name, schedule=study.schedule,
                data={k: shown_path(study, resolve_path(v, study.work_dir)) if k.endswith('root') and v else v
                      for k, v in study.data.items()})
@@ -185,6 +185,12 @@ def paper_report(study):
                '\n95% CIs: Wilson for proportions, DeLong for AUC; malignant = positive class; threshold 0.5 '
                'on p(malignant).\n']
     rep['tables34_classification'] = t34
+    from .comparison import paired_differences, paired_table
+    cls_rows = [r for r in rows if r['kind'] == 'classifier']
+    if 'supervised_basic' in study.methods:
+        rep['paired'] = paired_differences(study, cls_rows, 'supervised_basic')
+        md += ['## Paired differences against supervised-basic\n', paired_table(rep['paired'], tests), '',
+               'AUC difference on the same test crops with its 95% CI and the paired DeLong p-value.\n']
     plot_roc_panels(panels, study.p('report', 'roc_curves.png'))
     md += ['## ROC curves\n', '![ROC curves](roc_curves.png)\n']
     # detections

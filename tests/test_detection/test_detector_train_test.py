@@ -48,7 +48,7 @@ def test_train_then_test_with_runner(fixture_root, tmp_path):
 EXTERNAL_CONFIG = '''
 # An mmdet project elsewhere that reuses mmbus's detector through _base_ and custom_imports.
 _base_ = [{base!r}]
-custom_imports = dict(imports=['mmbus'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmbus.registry'], allow_failed_imports=False)
 work_dir = {work_dir!r}
 '''
 
