@@ -8,7 +8,7 @@ from mmdet.structures.bbox import HorizontalBoxes
 from mmengine.structures import InstanceData
 
 import mmbus.registry  # noqa: F401
-from mmbus.visualization import BUSDetVisualizer
+from mmbus.visualization.bus_det_visualizer import BUSDetVisualizer
 
 YELLOW_BGR = np.array([0, 255, 255])
 RED_BGR = np.array([0, 0, 255])

@@ -25,7 +25,7 @@ def test_config_builds_a_two_class_vgg16_faster_rcnn(path):
     torch.set_num_threads(1)
     cfg = Config.fromfile(path)
     assert cfg.default_scope == 'mmdet'
-    assert 'mmbus' in cfg.custom_imports['imports']
+    assert 'mmbus.registry' in cfg.custom_imports['imports']
     init_default_scope('mmdet')
     model = MODELS.build(cfg.model)  # weights are not initialised: nothing is downloaded
     assert type(model).__name__ == 'FasterRCNN'
