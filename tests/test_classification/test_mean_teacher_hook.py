@@ -227,7 +227,7 @@ def _ddp_worker(rank, world_size, port, crop_root, work_dir, out_dir):
                       RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(world_size))
     torch.set_num_threads(1)
-    import mmbus.registry  # noqa: F401
+    import mmbus.registry  # noqa: F401,F811  (again in the spawned worker process)
     dist.init_process_group('gloo', rank=rank, world_size=world_size)
     cfg = runner_cfg(crop_root, work_dir, 2, distributed=True)
     runner = Runner.from_cfg(cfg)
