@@ -142,3 +142,16 @@ def test_toy_main_job_end_to_end_and_rerun_skips(tmp_path):
     assert res.returncode == 0, res.stdout[-3000:]
     assert res.stdout.count('up to date, skipped') == 24 and '[study] 0 ran' in res.stdout
     assert time.time() - t0 < 60
+
+
+def test_derived_test_configs_leave_the_roc_output_to_the_work_dir(tmp_path):
+    """A derived test config names no output folder, so `tools/test.py --work-dir D` writes the ROC files
+    under D (the runner's log dir) and a second test elsewhere cannot overwrite the study's."""
+    study, _ = _study('main_job_synthetic', tmp_path)
+    run = next(r for r in study.runs if r['method'] == 'mean_teacher')
+    test = next(t for t in study.test_sets() if t['name'] == 'external')
+    cfg = Config.fromfile(study.classifier_config(run, test))
+    metric = cfg.test_evaluator[0]
+    assert metric.type == 'BinaryDiagnosticMetric' and metric.get('output_dir') is None
+    assert cfg.test_dataloader.dataset.ann_file == 'test_external.json'
+    assert cfg.test_dataloader.dataset.data_root == study.p('crops', 'main') + '/'
