@@ -66,7 +66,7 @@ def make_faulty_busi(root):
 
 
 EXPECTED_ERRORS = {
-    'benign/corrupt.png': 'unreadable or corrupt image',
+    'benign/corrupt.png': 'not an image: the content of this .png file is no known image format',
     'benign/trunc.png': 'unreadable or corrupt image',
     'benign/nomask.png': 'missing mask',
     'malignant/empty_mask.png': 'empty mask',
@@ -194,7 +194,9 @@ def test_busbra_missing_files(tmp_path):
     with pytest.raises(ConversionError) as ei:
         convert_dataset('busbra', str(tmp_path), workers=1)
     errs = {p.path: p.message for p in ei.value.problems.errors()}
-    assert errs == {'Images/bus_0001-s.png': 'missing mask for benign image',
+    assert errs == {'Images/bus_0001-s.png': 'missing mask for benign image (looked for '
+                                             'Masks/mask_0001-s.png; --masks names another mask '
+                                             'folder)',
                     'Images/bus_0002-s.png': 'listed in bus_data.csv (line 3) but the image '
                                              'file is missing',
                     'Images/bus_0003-s.png': 'image has no row in bus_data.csv '

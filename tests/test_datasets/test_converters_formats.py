@@ -67,8 +67,8 @@ def make_busi(root):
     write_mask(root / 'benign' / 'benign (1)_mask.png', rects=[(10, 5, 10, 5)])
     write_mask(root / 'benign' / 'benign (1)_mask_1.png', rects=[(25, 20, 4, 3)])
     write_img(root / 'benign' / 'benign (2).png', seed=2)
-    # one mask, two separate regions
-    write_mask(root / 'benign' / 'benign (2)_mask.png', rects=[(2, 2, 3, 3), (30, 25, 5, 4)])
+    # one mask, two separate regions of 20 px each (above the 16 px speck size)
+    write_mask(root / 'benign' / 'benign (2)_mask.png', rects=[(2, 2, 5, 4), (30, 25, 5, 4)])
     write_img(root / 'malignant' / 'malignant (1).png', seed=3)
     write_mask(root / 'malignant' / 'malignant (1)_mask.png', rects=[(0, 0, 40, 1)])
     write_img(root / 'normal' / 'normal (1).png', seed=4)
@@ -88,6 +88,9 @@ def test_busi_layout(tmp_path):
     assert (im['width'], im['height'], im['pathology']) == (40, 32, 'benign')
     assert im['patient_id'] == 'benign (1)' and im['source'] == tmp_path.name
     assert imgs['benign/benign (2).png'][1] == [[2, 2, 33, 27]]  # extent of both regions
+    several = [p for p in out.problems if 'separate regions' in p.message]
+    assert [(p.level, p.path) for p in several] == [('warning', 'benign/benign (2)_mask.png')]
+    assert '2 separate regions (20, 20 px)' in several[0].message
     assert imgs['malignant/malignant (1).png'][1] == [[0, 0, 40, 1]]
     assert [i['id'] for i in coco['images']] == [1, 2, 3]
     for a in coco['annotations']:
@@ -101,7 +104,7 @@ def test_busi_per_region_and_normal(tmp_path):
     coco = convert_dataset('busi', str(tmp_path), one_box_per_region=True, include_normal=True,
                            workers=1).coco
     imgs = by_name(coco)
-    assert imgs['benign/benign (2).png'][1] == [[2, 2, 3, 3], [30, 25, 5, 4]]
+    assert imgs['benign/benign (2).png'][1] == [[2, 2, 5, 4], [30, 25, 5, 4]]
     im, boxes = imgs['normal/normal (1).png']
     assert im['pathology'] == 'normal' and boxes == []
 

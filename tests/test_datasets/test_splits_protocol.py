@@ -178,6 +178,8 @@ def test_duplicates_found_and_kept_together(tmp_path):
         assert split['malignant/copy_near.png'] == split['benign/img07.png']
         assert s['duplicate_pairs_across_splits'] == 0
     dups = json.loads((out / 'annotations' / 'duplicates.json').read_text())
+    groups = dups['groups']
+    dups = dups['pairs']
     pairs = {tuple(sorted(d['file_names'])): d for d in dups}
     assert len(pairs) == 3   # exact-orig, near-orig, near-exact
     exact = pairs[('benign/copy_exact.png', 'benign/img07.png')]
@@ -188,8 +190,13 @@ def test_duplicates_found_and_kept_together(tmp_path):
     report = json.loads((out / 'annotations' / 'conversion_report.json').read_text())
     assert any(p['level'] == 'warning' and 'CONFLICTING' in p['message']
                for p in report['problems'])
-    # the distinct images are not flagged: only the 3 pairs above
+    # the distinct images are not flagged: only the 3 pairs above, one group of three
     assert all('copy' in ''.join(d['file_names']) for d in dups)
+    assert [g['file_names'] for g in groups] == [['benign/copy_exact.png', 'benign/img07.png',
+                                                  'malignant/copy_near.png']]
+    assert groups[0]['label_conflict'] and groups[0]['pathologies'] == ['benign', 'benign',
+                                                                        'malignant']
+    assert s['duplicate_groups'] == 1 and len(s['label_conflict_groups']) == 1
 
 
 def test_find_duplicates_threshold_disables_near():

@@ -16,17 +16,29 @@ Examples::
 
 Writes OUT/annotations/{all,basic_train,extended_train,val,test}.json, split_summary.{md,json},
 duplicates.json, conversion_report.json (external test: test.json + summaries). Exit status 1
-when the strict conversion found problems (all are listed on stderr), 2 for bad arguments.
-The last stdout line is a one-line summary starting with "[mmbus]".
+when the strict conversion found problems (all are listed on stderr; files already in
+OUT/annotations are left as they were), 2 for bad arguments. The last stdout line is a
+one-line summary starting with "[mmbus]".
+
+Leakage guard: exact copies, whole-image look-alikes (dHash) and re-cropped copies (another
+zoom or offset, rescaled, other overlays; found from their speckle) form groups that always
+land in one split; see docs/converter.md.
 """
 import argparse
 import os
 import sys
 
+# the converter runs its own worker processes: one BLAS thread each (a multi-threaded BLAS
+# fighting the workers for the cores makes the re-crop search several times slower)
+for _var in ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
+    os.environ.setdefault(_var, '1')
+
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
 
 from mmbus.datasets.converters import (ConversionError, FORMATS,  # noqa: E402
                                        convert_and_split, parse_split_spec)
+from mmbus.datasets.converters.cli_options import add_guard_args  # noqa: E402
+from mmbus.datasets.converters.masks import DEFAULT_MIN_REGION_AREA  # noqa: E402
 from mmbus.datasets.converters.splits import DEFAULT_RATIOS  # noqa: E402
 
 
@@ -42,8 +54,9 @@ def parse_args(argv=None):
                         'every problem, write nothing)')
     p.add_argument('--one-box-per-region', action='store_true',
                    help='one box per connected mask region instead of one per mask file')
-    p.add_argument('--min-region-area', type=int, default=1,
-                   help='with --one-box-per-region: ignore regions smaller than this (pixels)')
+    p.add_argument('--min-region-area', type=int, default=DEFAULT_MIN_REGION_AREA,
+                   help='mask regions smaller than this (pixels) are specks and left out '
+                        f'(default {DEFAULT_MIN_REGION_AREA}; 1 keeps every pixel)')
     p.add_argument('--include-normal', action='store_true',
                    help='keep normal images (no boxes); default: exclude them')
     p.add_argument('--source', default=None, help='dataset/hospital name stored per image '
@@ -66,8 +79,7 @@ def parse_args(argv=None):
                         'set, the other splits come from the rest by --ratios')
     g.add_argument('--fold-key', default='fold5', choices=('fold5', 'fold10'),
                    help='which BUS-BRA fold file --test-fold refers to')
-    g.add_argument('--dup-threshold', type=int, default=10,
-                   help='near-duplicate dHash Hamming threshold in bits (of 256); -1: exact only')
+    add_guard_args(p.add_argument_group('leakage guard'))
     f = p.add_argument_group('format options (generic / boxes-csv / busbra)')
     f.add_argument('--images', default=None, help='image folder relative to root '
                    '(generic: images, boxes-csv: ., busbra: Images)')
@@ -112,7 +124,9 @@ def main(argv=None) -> int:
             args.format, args.root, args.out_dir, split=args.split != 'none', ratios=ratios,
             counts=counts, seed=args.seed, balanced=balanced, external_test=args.external_test,
             test_fold=args.test_fold, fold_key=args.fold_key,
-            dup_threshold=args.dup_threshold, lenient=args.lenient,
+            dup_threshold=args.dup_threshold, recrop_guard=not args.no_recrop_guard,
+            min_speckle=args.recrop_min_speckle, label_conflicts=args.label_conflicts,
+            lenient=args.lenient,
             one_box_per_region=args.one_box_per_region, min_region_area=args.min_region_area,
             include_normal=args.include_normal, source=args.source, workers=args.workers,
             progress=not args.no_progress, format_options=fopts)
@@ -121,8 +135,9 @@ def main(argv=None) -> int:
         warn = exc.problems.of_level('warning')
         if warn:
             print('warnings:\n' + '\n'.join(f'  {w}' for w in warn), file=sys.stderr)
+        kept = f'; the files already in {exc.kept} were left as they were' if exc.kept else ''
         print(f'[mmbus] {args.format}: FAILED with {len(exc.problems.errors())} problem(s); '
-              'nothing written', file=sys.stderr)
+              f'nothing written{kept}', file=sys.stderr)
         return 1
     except (ValueError, FileNotFoundError) as exc:
         print(f'error: {exc}', file=sys.stderr)

@@ -9,8 +9,9 @@ COCO file from elsewhere whose images carry "pathology" and "patient_id"::
         --split counts --counts basic_train=800,val=200,test=1350,extended_train=rest \\
         --balanced basic_train,val
 
---root (the dataset root the file_name paths are relative to) lets it hash images whose entries
-lack "dhash"/"pixel_sha1", so near duplicates are found too. Writes the same files as
+--root (the dataset root the file_name paths are relative to) lets it read the images: it hashes
+those whose entries lack "dhash"/"pixel_sha1" and runs the re-crop guard (without --root only
+exact and dHash duplicates of hashed images are found). Writes the same files as
 bus_to_coco.py (annotations/{all,basic_train,extended_train,val,test}.json, split_summary.{md,
 json}, duplicates.json). Exit 1 when images lack pathology/patient_id, 2 for bad arguments.
 """
@@ -18,10 +19,14 @@ import argparse
 import os
 import sys
 
+for _var in ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
+    os.environ.setdefault(_var, '1')   # one BLAS thread per worker process
+
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
 
 from mmbus.datasets.converters import (ConversionError, parse_split_spec,  # noqa: E402
                                        split_coco_file)
+from mmbus.datasets.converters.cli_options import add_guard_args  # noqa: E402
 from mmbus.datasets.converters.splits import DEFAULT_RATIOS  # noqa: E402
 
 
@@ -40,7 +45,8 @@ def main(argv=None) -> int:
     p.add_argument('--external-test', action='store_true')
     p.add_argument('--test-fold', type=int, default=None)
     p.add_argument('--fold-key', default='fold5')
-    p.add_argument('--dup-threshold', type=int, default=10)
+    add_guard_args(p.add_argument_group('leakage guard'))
+    p.add_argument('--workers', type=int, default=0, help='processes (0: min(4, cpus))')
     a = p.parse_args(argv)
     try:
         if a.split == 'counts':
@@ -52,7 +58,9 @@ def main(argv=None) -> int:
         split_coco_file(a.ann_file, a.out_dir, root=a.root, seed=a.seed,
                         balanced=[s.strip() for s in a.balanced.split(',') if s.strip()],
                         external_test=a.external_test, test_fold=a.test_fold,
-                        fold_key=a.fold_key, dup_threshold=a.dup_threshold, **sizes)
+                        fold_key=a.fold_key, dup_threshold=a.dup_threshold,
+                        recrop_guard=not a.no_recrop_guard, min_speckle=a.recrop_min_speckle,
+                        label_conflicts=a.label_conflicts, workers=a.workers, **sizes)
     except ConversionError as exc:
         print(str(exc).replace('nothing was written', 'nothing was written (split)'),
               file=sys.stderr)

@@ -22,6 +22,7 @@ from typing import Dict, List, Sequence
 
 from .common import ImageResult, ImageTask, ProblemLog, is_image_file, normalise_pathology
 from .csv_utils import read_csv_rows
+from .masks import DEFAULT_MIN_REGION_AREA
 
 META_CSV = 'bus_data.csv'
 FOLD_CSVS = {'fold5': '5-fold-cv.csv', 'fold10': '10-fold-cv.csv'}
@@ -32,7 +33,7 @@ def _mask_name(image_id: str) -> str:
 
 
 def collect_busbra(root: str, problems: ProblemLog, per_region: bool = False,
-                   min_region_area: int = 1, images_dir: str = 'Images',
+                   min_region_area: int = DEFAULT_MIN_REGION_AREA, images_dir: str = 'Images',
                    masks_dir: str = 'Masks') -> List[ImageTask]:
     root = os.path.abspath(root)
     rows = read_csv_rows(os.path.join(root, META_CSV), META_CSV, problems)
@@ -105,7 +106,9 @@ def collect_busbra(root: str, problems: ProblemLog, per_region: bool = False,
             patient_id=row['case'],
             masks=[mpath] if os.path.isfile(mpath) else [],
             expect_lesion=pathology != 'normal', per_region=per_region,
-            min_region_area=min_region_area, extra=extra))
+            min_region_area=min_region_area, extra=extra,
+            mask_hint=f'looked for {masks_dir}/{_mask_name(image_id)}; --masks names another '
+                      'mask folder'))
     listed = {r['id'] + '.png' for r in rows}
     for f in sorted(image_files - listed):
         problems.error(f'{images_dir}/{f}', f'image has no row in {META_CSV} (pathology unknown)')

@@ -19,6 +19,7 @@ from typing import Dict, List, Optional
 
 from .common import (PATHOLOGIES, ImageTask, ProblemLog, is_image_file,
                      normalise_pathology)
+from .masks import DEFAULT_MIN_REGION_AREA
 from .csv_utils import pick_column, read_csv_rows
 
 _MASK_RE = re.compile(r'^(?P<base>.*)_mask(?:_(?P<idx>\d+))?$', re.IGNORECASE)
@@ -59,7 +60,7 @@ def read_patient_map(root: str, problems: ProblemLog,
 
 
 def collect_busi(root: str, problems: ProblemLog, include_normal: bool = False,
-                 per_region: bool = False, min_region_area: int = 1,
+                 per_region: bool = False, min_region_area: int = DEFAULT_MIN_REGION_AREA,
                  skip_dirs: tuple = ()) -> List[ImageTask]:
     """Scan a BUSI-layout folder and return one task per image to convert.
 
@@ -133,7 +134,8 @@ def collect_busi(root: str, problems: ProblemLog, include_normal: bool = False,
                 patient_id=patient,
                 masks=sorted(masks.get(stem, []), key=_mask_sort_key),
                 expect_lesion=pathology != 'normal', per_region=per_region,
-                min_region_area=min_region_area))
+                min_region_area=min_region_area,
+                mask_hint=f'looked for {entry}/{stem}_mask.png and {entry}/{stem}_mask_<n>.png'))
     if n_normal_skipped:
         problems.info('normal/', f'{n_normal_skipped} normal image(s) excluded '
                                  '(use --include-normal to keep them, without boxes)')

@@ -22,34 +22,51 @@ from .common import ImageResult, ProblemLog
 CATEGORIES = [{'id': 1, 'name': 'nodule'}]
 
 
-def write_json_atomic(obj, path: str, indent: Optional[int] = None) -> None:
-    """Write JSON to ``path`` via a temp file in the same folder + ``os.replace``: readers
-    either see the old file or the complete new one, never a partial file."""
+def _umask() -> int:
+    """The process umask (read from /proc where it can be, without changing it)."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _write_atomic(path: str, write, suffix: str) -> None:
+    """Write via a temp file in the same folder + ``os.replace``: readers either see the old
+    file or the complete new one, never a partial file. The file gets the permissions a
+    plain ``open()`` would give (``0666`` less the umask), not ``mkstemp``'s ``0600``."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.tmp_', suffix='.json', dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix='.tmp_', suffix=suffix, dir=folder)
     try:
         with os.fdopen(fd, 'w') as f:
-            json.dump(obj, f, indent=indent)
+            write(f)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_json_atomic(obj, path: str, indent: Optional[int] = None) -> None:
+    """Write JSON to ``path`` atomically (see :func:`_write_atomic`)."""
+    _write_atomic(path, lambda f: json.dump(obj, f, indent=indent), '.json')
 
 
 def write_text_atomic(text: str, path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.tmp_', suffix='.txt', dir=folder)
-    try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write text to ``path`` atomically (see :func:`_write_atomic`)."""
+    _write_atomic(path, lambda f: f.write(text), '.txt')
+
+
+def ordered_results(results: Iterable[ImageResult]) -> List[ImageResult]:
+    """Results in image-id order (``file_name`` order; ids are 1..N in this order)."""
+    return sorted(results, key=lambda r: r.task.rel)
 
 
 def build_coco(results: Iterable[ImageResult], source: str,
@@ -59,7 +76,7 @@ def build_coco(results: Iterable[ImageResult], source: str,
     Images are numbered 1..N in ``file_name`` order so that the same dataset always gets the
     same ids whatever the file-system order; annotations 1..M in image order.
     """
-    results = sorted(results, key=lambda r: r.task.rel)
+    results = ordered_results(results)
     images, anns = [], []
     for img_id, r in enumerate(results, start=1):
         t = r.task

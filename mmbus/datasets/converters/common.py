@@ -4,11 +4,13 @@ Everything a format module needs besides its own folder/CSV logic lives here:
 
 * :class:`ProblemLog` collects one message per faulty file (``error`` faults stop a
   strict conversion, ``warning``/``info`` are only reported);
-* :func:`read_image` / :func:`read_mask` decode PNG/JPEG/BMP/TIFF files of any common mode
-  (L, RGB, RGBA, P, 1, 16-bit) into 8-bit grayscale numpy arrays;
-* :func:`mask_boxes` turns a lesion mask into boxes (pixel ``[x, y, w, h]``);
-* :func:`process_image_task` is the per-image worker (read, check masks, hash) that the
-  converters run in a process pool.
+* :func:`~.imread.read_image` / :func:`~.imread.read_mask` (module :mod:`.imread`) decode
+  PNG/JPEG/BMP/TIFF files of any common mode (L, RGB, RGBA, P, 1, 16-bit) into 8-bit
+  grayscale numpy arrays;
+* :func:`~.masks.mask_boxes` (module :mod:`.masks`) turns a lesion mask into boxes (pixel
+  ``[x, y, w, h]``), leaving out specks under ``min_region_area`` pixels;
+* :func:`process_image_task` is the per-image worker (read, check masks, hash, fingerprint
+  for the re-crop guard) that the converters run in a process pool.
 
 Box convention everywhere in this package: COCO ``[x, y, w, h]`` in pixels, where ``x, y``
 is the top-left pixel of the lesion and ``w, h`` count pixels *inclusively*, i.e. a mask
@@ -26,7 +28,10 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+
+from .imread import DecodedImage, looks_like_image, read_image, read_mask  # noqa: F401
+from .masks import DEFAULT_MIN_REGION_AREA, analyse_mask, mask_boxes  # noqa: F401
+from .neardup import Fingerprint, fingerprint
 
 #: file extensions treated as images; anything else found in a dataset folder is a stray file.
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
@@ -56,15 +61,36 @@ def is_image_file(path: str) -> bool:
 
 
 class ConversionError(RuntimeError):
-    """Raised by a strict conversion; ``problems`` holds every fault found (not just the first)."""
+    """Raised by a strict conversion; ``problems`` holds every fault found (not just the first).
 
-    def __init__(self, problems: 'ProblemLog'):
-        self.problems = problems
-        errors = problems.errors()
-        lines = [f'{len(errors)} problem(s) found; nothing was written '
-                 '(fix them or rerun with --lenient to skip the faulty images):']
-        lines += [f'  {p}' for p in errors]
-        super().__init__('\n'.join(lines))
+    ``lenient``: the run was lenient already (every image failed), so the message does not
+    suggest ``--lenient``; ``kept``: a folder whose earlier files were left as they were.
+    """
+
+    def __init__(self, problems: 'ProblemLog', lenient: bool = False,
+                 kept: Optional[str] = None):
+        self.problems, self.lenient, self.kept = problems, lenient, kept
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        errors = self.problems.errors()
+        if self.lenient:
+            head = (f'{len(errors)} problem(s) found and no image could be converted; nothing '
+                    'was written (fix them):')
+        else:
+            head = (f'{len(errors)} problem(s) found; nothing was written (fix them or rerun '
+                    'with --lenient to skip the faulty images):')
+        lines = [head] + [f'  {p}' for p in errors]
+        if self.kept:
+            lines.append(f'The files already in {self.kept} were left as they were (they do '
+                         'not come from this run).')
+        return '\n'.join(lines)
+
+    def keep_note(self, folder: str) -> 'ConversionError':
+        """Name ``folder`` as holding earlier files that were left untouched."""
+        self.kept = folder
+        self.args = (self._message(),)
+        return self
 
 
 @dataclass
@@ -123,112 +149,6 @@ class ProblemLog:
 
 
 # --------------------------------------------------------------------------------------
-# image decoding
-# --------------------------------------------------------------------------------------
-@dataclass
-class DecodedImage:
-    """An image decoded to 8-bit grayscale plus notes on what had to be converted."""
-    gray: np.ndarray                      # HxW uint8
-    mode: str                             # PIL mode of the file ('L', 'RGB', 'I;16', ...)
-    notes: List[str] = field(default_factory=list)
-
-    @property
-    def needs_copy(self) -> bool:
-        """True when the file cannot be fed to mmcv as is (16-bit/32-bit data would be
-        truncated by OpenCV's 8-bit conversion instead of rescaled)."""
-        return self.mode in ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I', 'F')
-
-
-def _to_uint8_rescaled(arr: np.ndarray) -> np.ndarray:
-    """Rescale a high bit-depth array to 0..255 using its own min/max (linear)."""
-    arr = arr.astype(np.float32)
-    lo, hi = float(arr.min()), float(arr.max())
-    if hi <= lo:
-        return np.zeros(arr.shape, np.uint8)
-    return np.round((arr - lo) * (255.0 / (hi - lo))).astype(np.uint8)
-
-
-def read_image(path: str) -> DecodedImage:
-    """Decode an image file to 8-bit grayscale.
-
-    Raises ``ValueError`` with a short reason for unreadable/corrupt/truncated files.
-    RGB/RGBA/palette images are converted with ITU-R 601 luma (alpha dropped), 16-bit and
-    32-bit images are linearly rescaled from their min..max to 0..255; each conversion is
-    recorded in ``notes`` so the converter can report it as ``info``.
-    """
-    try:
-        with Image.open(path) as im:
-            im.load()  # forces full decoding: truncated files fail here, not later
-            mode = im.mode
-            notes = []
-            if mode == 'L':
-                gray = np.asarray(im)
-            elif mode == '1':
-                gray = np.asarray(im.convert('L'))
-            elif mode in ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I', 'F'):
-                gray = _to_uint8_rescaled(np.asarray(im))
-                notes.append(f'{mode} (high bit depth) image rescaled min..max to 8 bit')
-            elif mode in ('RGB', 'RGBA', 'P', 'LA', 'CMYK', 'YCbCr', 'PA', 'RGBX'):
-                if mode in ('RGBA', 'LA', 'PA'):
-                    notes.append(f'{mode} image: alpha channel dropped, converted to grayscale')
-                elif mode != 'P':
-                    notes.append(f'{mode} image converted to grayscale')
-                gray = np.asarray(im.convert('L'))
-            else:
-                gray = np.asarray(im.convert('L'))
-                notes.append(f'unusual mode {mode} converted to grayscale')
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f'unreadable or corrupt image ({type(exc).__name__}: {exc})') from None
-    if gray.ndim != 2 or gray.size == 0:
-        raise ValueError(f'unreadable image: decoded to shape {gray.shape}')
-    return DecodedImage(np.ascontiguousarray(gray), mode, notes)
-
-
-def read_mask(path: str) -> np.ndarray:
-    """Decode a lesion mask to a boolean HxW array (any non-zero pixel is lesion).
-
-    RGB masks count a pixel as lesion when any channel is non-zero; JPEG masks use > 127
-    (compression ringing around the edge is not lesion); raises ``ValueError`` for
-    unreadable files.
-    """
-    try:
-        with Image.open(path) as im:
-            im.load()
-            arr = np.asarray(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f'unreadable or corrupt mask ({type(exc).__name__}: {exc})') from None
-    if arr.ndim == 3:
-        if arr.shape[2] in (2, 4):  # ignore alpha
-            arr = arr[..., :-1]
-        arr = arr.max(axis=2)
-    if os.path.splitext(path)[1].lower() in ('.jpg', '.jpeg') and arr.dtype == np.uint8:
-        return arr > 127   # lossy masks: compression ringing is not lesion
-    return arr > 0
-
-
-def mask_boxes(mask: np.ndarray, per_region: bool = False,
-               min_region_area: int = 1) -> List[List[int]]:
-    """Boxes ``[x, y, w, h]`` (pixels, inclusive extent) of the foreground of ``mask``.
-
-    With ``per_region=False`` one box spans the whole foreground (BUSI: one box per mask
-    file). With ``per_region=True`` every 8-connected region of at least
-    ``min_region_area`` pixels gets its own box (sorted top-to-bottom, left-to-right).
-    An empty mask gives ``[]``.
-    """
-    if not per_region:
-        rows = np.flatnonzero(mask.any(axis=1))
-        if rows.size == 0:
-            return []
-        cols = np.flatnonzero(mask.any(axis=0))
-        return [[int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1),
-                 int(rows[-1] - rows[0] + 1)]]
-    n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    boxes = [[int(s[0]), int(s[1]), int(s[2]), int(s[3])]
-             for s in stats[1:] if s[4] >= min_region_area]
-    return sorted(boxes, key=lambda b: (b[1], b[0]))
-
-
-# --------------------------------------------------------------------------------------
 # perceptual hashing (used by duplicates.py; computed while the image is decoded anyway)
 # --------------------------------------------------------------------------------------
 def dhash(gray: np.ndarray, hash_size: int = 16) -> str:
@@ -261,7 +181,9 @@ class ImageTask:
 
     ``masks`` are absolute mask paths (one box per file, or per region); ``boxes`` are given
     boxes ``[x, y, w, h]`` (boxes-CSV format, no masks). ``expect_lesion`` marks
-    benign/malignant images, for which an empty or missing mask is a fault.
+    benign/malignant images, for which an empty or missing mask is a fault; ``mask_hint``
+    says where the masks were looked for (and which option changes that), for the message
+    of a missing mask. ``fingerprint``: also compute the re-crop guard's fingerprint.
     """
     path: str                         # absolute image path
     rel: str                          # file_name relative to the dataset root
@@ -271,8 +193,10 @@ class ImageTask:
     boxes: Optional[Sequence[Sequence[float]]] = None
     expect_lesion: bool = True
     per_region: bool = False
-    min_region_area: int = 1
+    min_region_area: int = DEFAULT_MIN_REGION_AREA
     extra: dict = field(default_factory=dict)
+    mask_hint: str = ''
+    fingerprint: bool = False
 
 
 @dataclass
@@ -285,6 +209,8 @@ class ImageResult:
     digest: str = ''
     problems: List[Problem] = field(default_factory=list)
     gray: Optional[np.ndarray] = None   # kept only when the file needs an 8-bit copy
+    fingerprint: Optional[Fingerprint] = None
+    mask_counts: dict = field(default_factory=dict)   # several_regions / specks (per image)
 
     @property
     def ok(self) -> bool:
@@ -311,6 +237,8 @@ def process_image_task(task: ImageTask) -> ImageResult:
     res.height, res.width = gray.shape
     res.dhash = dhash(gray)
     res.digest = pixel_digest(gray)
+    if task.fingerprint:
+        res.fingerprint = fingerprint(gray)
     if dec.needs_copy:
         res.gray = gray
 
@@ -341,17 +269,38 @@ def process_image_task(task: ImageTask) -> ImageResult:
                 f'mask size {mask.shape[1]}x{mask.shape[0]} (WxH) differs from image size '
                 f'{res.width}x{res.height} of {task.rel}'))
             continue
-        boxes = mask_boxes(mask, task.per_region, task.min_region_area)
-        if not boxes and task.expect_lesion:
-            probs.append(Problem('error', mrel,
-                                 f'empty mask (no lesion pixel) for {task.pathology} image'))
-        elif boxes and not task.expect_lesion:
-            probs.append(Problem('warning', mrel,
-                                 f'{task.pathology} image has a non-empty mask; boxes kept'))
-        res.boxes.extend(boxes)
+        _mask_boxes_checked(task, mask, mrel, res)
     if task.expect_lesion and not task.masks:
-        probs.append(Problem('error', task.rel, f'missing mask for {task.pathology} image'))
+        hint = f' ({task.mask_hint})' if task.mask_hint else ''
+        probs.append(Problem('error', task.rel, f'missing mask for {task.pathology} image{hint}'))
     return res
+
+
+def _mask_boxes_checked(task: ImageTask, mask: np.ndarray, mrel: str, res: ImageResult) -> None:
+    """Boxes of one mask into ``res``, with a note for specks and for several regions."""
+    probs = res.problems
+    reg = analyse_mask(mask, task.per_region, task.min_region_area)
+    boxes = reg.boxes
+    if reg.specks:
+        res.mask_counts['specks'] = res.mask_counts.get('specks', 0) + len(reg.specks)
+        sizes = f'{min(reg.specks)}-{max(reg.specks)}' if len(reg.specks) > 1 else \
+            str(reg.specks[0])
+        probs.append(Problem('info', mrel, f'{len(reg.specks)} speck(s) of {sizes} px left out '
+                                           f'(regions under --min-region-area '
+                                           f'{task.min_region_area} px beside the lesion)'))
+    if reg.n_regions > 1 and not task.per_region:
+        res.mask_counts['several_regions'] = res.mask_counts.get('several_regions', 0) + 1
+        probs.append(Problem(
+            'warning', mrel,
+            f'mask has {reg.n_regions} separate regions ({", ".join(map(str, reg.areas))} px);'
+            ' one box around all of them (--one-box-per-region gives one box each)'))
+    if not boxes and task.expect_lesion:
+        probs.append(Problem('error', mrel,
+                             f'empty mask (no lesion pixel) for {task.pathology} image'))
+    elif boxes and not task.expect_lesion:
+        probs.append(Problem('warning', mrel,
+                             f'{task.pathology} image has a non-empty mask; boxes kept'))
+    res.boxes.extend(boxes)
 
 
 def run_tasks(tasks: Sequence[ImageTask], workers: int = 0,

@@ -1,18 +1,28 @@
-"""Leakage guard: exact and near-duplicate images, and the union-find that keeps patients and
+"""Leakage guard: duplicate images, their groups, and the union-find that keeps patients and
 duplicates together when splitting.
 
-Exact duplicates share ``pixel_sha1`` (same decoded pixels). Near duplicates have difference
-hashes (``dhash``, 256 bits, see :func:`mmbus.datasets.converters.common.dhash`) within
-``threshold`` bits Hamming distance. On BUS-BRA the closest pair of distinct images is 57
-bits apart, while a re-encoded, rescaled or slightly brightened copy stays within a few bits,
-so the default threshold of 10 bits leaves a wide margin on both sides.
+Three kinds of duplicate pairs:
+
+* ``exact``: same ``pixel_sha1`` (same decoded pixels);
+* ``near``: difference hashes (``dhash``, 256 bits) within ``threshold`` bits Hamming distance:
+  the same picture re-encoded, rescaled as a whole or slightly brightened (on BUS-BRA distinct
+  images are at least 57 bits apart, such copies a few bits);
+* ``recrop``: the same scan cut at another zoom or offset, rescaled, with other overlays --
+  found by the re-crop guard (:mod:`.neardup`) when fingerprints are given.
+
+Duplicates form connected groups (:func:`duplicate_groups`); a group whose images carry
+different pathology labels is a *label conflict*, and two copies whose boxes disagree (the
+same scan annotated twice, differently) a *mask conflict*.
 """
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Dict, Hashable, Iterable, List, Sequence, Tuple
+from typing import Dict, Hashable, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from .neardup import DEFAULT_MIN_SPECKLE, Fingerprint
+from .neardup_verify import find_recrops
 
 DEFAULT_THRESHOLD = 10
 
@@ -91,12 +101,18 @@ def hamming_pairs(hashes: Sequence[str], threshold: int,
     return pairs
 
 
-def find_duplicates(images: Sequence[dict], threshold: int = DEFAULT_THRESHOLD) -> List[dict]:
+def find_duplicates(images: Sequence[dict], threshold: int = DEFAULT_THRESHOLD,
+                    fingerprints: Optional[Dict[int, Optional[Fingerprint]]] = None,
+                    min_speckle: float = DEFAULT_MIN_SPECKLE, workers: int = 1) -> List[dict]:
     """Duplicate pairs among COCO image entries (which carry ``dhash`` and ``pixel_sha1``).
 
-    Returns dicts ``{image_ids: [a, b], file_names: [..], kind: 'exact'|'near',
-    distance: bits, conflict: bool}``; ``conflict`` is true when the two images carry
-    different pathology labels. ``threshold < 0`` disables the near-duplicate search.
+    Returns dicts ``{image_ids: [a, b], file_names: [..], kind: 'exact'|'near'|'recrop',
+    distance: dHash bits, transform: [sx, sy, dx, dy], conflict: bool}``, re-crops also
+    with ``speckle`` and ``ncc``; ``transform`` maps pixels of the first image onto the
+    second (``x' = sx x + dx``, ``y' = sy y + dy``); ``conflict`` is true when the two carry
+    different pathology labels.
+    ``threshold < 0`` disables the dHash search; ``fingerprints`` (image id -> fingerprint)
+    enable the re-crop guard (see :func:`.neardup.find_recrops`).
     """
     found: Dict[Tuple[int, int], dict] = {}
     by_digest: Dict[str, list] = defaultdict(list)
@@ -105,23 +121,127 @@ def find_duplicates(images: Sequence[dict], threshold: int = DEFAULT_THRESHOLD) 
             by_digest[im['pixel_sha1']].append(idx)
     for idxs in by_digest.values():
         for k in idxs[1:]:
-            found[(idxs[0], k)] = {'kind': 'exact', 'distance': 0}
+            found[(idxs[0], k)] = {'kind': 'exact', 'transform': [1.0, 1.0, 0.0, 0.0]}
     with_hash = [i for i, im in enumerate(images) if im.get('dhash')]
     if with_hash and threshold >= 0:
         lengths = {len(images[i]['dhash']) for i in with_hash}
         if len(lengths) != 1:
             raise ValueError('images carry dhash values of different lengths')
-        for a, b, d in hamming_pairs([images[i]['dhash'] for i in with_hash], threshold):
-            key = (with_hash[a], with_hash[b])
-            found.setdefault(key, {'kind': 'near', 'distance': d})
+        for a, b, _ in hamming_pairs([images[i]['dhash'] for i in with_hash], threshold):
+            ia, ib = with_hash[a], with_hash[b]
+            sx = images[ib].get('width', 1) / max(images[ia].get('width', 1), 1)
+            sy = images[ib].get('height', 1) / max(images[ia].get('height', 1), 1)
+            t = [round(sx, 5), round(sy, 5), 0.0, 0.0]
+            found.setdefault((ia, ib), {'kind': 'near', 'transform': t})
+    if fingerprints:
+        fps = [fingerprints.get(im['id']) for im in images]
+        for r in find_recrops(fps, min_speckle=min_speckle, workers=workers, skip=list(found)):
+            a, b = r['pair']
+            s, dx, dy = r['transform']
+            if r['query'] == b:      # store the map from the first image onto the second
+                s, dx, dy = 1 / s, -dx / s, -dy / s
+            found[(a, b)] = {'kind': 'recrop', 'speckle': r['speckle'], 'ncc': r['ncc'],
+                             'transform': [round(s, 5), round(s, 5), round(dx, 2),
+                                           round(dy, 2)]}
     out = []
     for (a, b), info in sorted(found.items()):
         ia, ib = images[a], images[b]
-        out.append({'image_ids': [ia['id'], ib['id']],
-                    'file_names': [ia['file_name'], ib['file_name']],
-                    'kind': info['kind'], 'distance': info['distance'],
-                    'conflict': ia.get('pathology') != ib.get('pathology')})
+        dist = _bits(ia.get('dhash'), ib.get('dhash'))
+        entry = {'image_ids': [ia['id'], ib['id']],
+                 'file_names': [ia['file_name'], ib['file_name']],
+                 'kind': info['kind'], 'distance': dist,
+                 'conflict': ia.get('pathology') != ib.get('pathology')}
+        entry.update({k: v for k, v in info.items() if k != 'kind'})
+        out.append(entry)
     return out
+
+
+def _bits(h1: Optional[str], h2: Optional[str]) -> Optional[int]:
+    if not h1 or not h2 or len(h1) != len(h2):
+        return None
+    return int(np.bitwise_count(np.frombuffer(bytes.fromhex(h1), np.uint8) ^
+                                np.frombuffer(bytes.fromhex(h2), np.uint8)).sum())
+
+
+def _map_box(box, t):
+    """Box ``[x, y, w, h]`` through transform ``[sx, sy, dx, dy]``."""
+    x, y, w, h = box
+    sx, sy, dx, dy = t
+    return [sx * x + dx, sy * y + dy, sx * w, sy * h]
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _inside(box, width, height) -> float:
+    """Fraction of ``box``'s area inside a ``width x height`` image."""
+    ix = max(0.0, min(box[0] + box[2], width) - max(box[0], 0.0))
+    iy = max(0.0, min(box[1] + box[3], height) - max(box[1], 0.0))
+    return ix * iy / max(box[2] * box[3], 1e-9)
+
+
+def mask_conflict(pair: dict, boxes: Dict[int, list], sizes: Dict[int, Tuple[int, int]],
+                  min_iou: float = 0.5) -> Optional[dict]:
+    """The two copies' boxes in one frame, when they disagree (``None`` when they agree).
+
+    The first image's boxes are mapped onto the second through the pair's transform; boxes
+    mostly outside the other image's field are not compared. They agree when every compared
+    box has a partner with IoU >= ``min_iou`` both ways.
+    """
+    a, b = pair['image_ids']
+    ba, bb = boxes.get(a, []), boxes.get(b, [])
+    if not ba or not bb or 'transform' not in pair:
+        return None
+    w, h = sizes[b]
+    mapped = [_map_box(x, pair['transform']) for x in ba]
+    mapped = [m for m in mapped if _inside(m, w, h) >= 0.5]
+    if not mapped:
+        return None
+    worst = min(min(max(_iou(m, x) for x in bb) for m in mapped),
+                min(max(_iou(m, x) for m in mapped) for x in bb))
+    if worst >= min_iou and len(mapped) == len(bb):
+        return None
+    return {'file_names': pair['file_names'], 'iou': round(worst, 3),
+            'boxes': [[round(v, 1) for v in m] for m in mapped], 'other_boxes': bb}
+
+
+def duplicate_groups(images: Sequence[dict], duplicates: Sequence[dict],
+                     boxes: Optional[Dict[int, list]] = None) -> List[dict]:
+    """Connected groups of duplicates (two or more images each), sorted by first file name.
+
+    Each group: ``image_ids``, ``file_names``, ``pathologies`` (per image), ``kinds`` (of its
+    pairs), ``label_conflict`` (its images carry more than one pathology) and
+    ``mask_conflicts`` (pairs whose boxes disagree, see :func:`mask_conflict`; needs
+    ``boxes``, image id -> list of ``[x, y, w, h]``).
+    """
+    uf = UnionFind()
+    for d in duplicates:
+        uf.union(*d['image_ids'])
+    by_id = {im['id']: im for im in images}
+    sizes = {im['id']: (im.get('width', 0), im.get('height', 0)) for im in images}
+    pairs_of: Dict[Hashable, list] = defaultdict(list)
+    for d in duplicates:
+        pairs_of[uf.find(d['image_ids'][0])].append(d)
+    out = []
+    for members in uf.groups():
+        ids = sorted(members, key=lambda i: by_id[i]['file_name'])
+        pairs = pairs_of[uf.find(ids[0])]
+        conflicts = []
+        if boxes is not None:
+            for d in pairs:
+                c = mask_conflict(d, boxes, sizes)
+                if c:
+                    conflicts.append(c)
+        paths = [by_id[i].get('pathology') for i in ids]
+        out.append({'image_ids': ids, 'file_names': [by_id[i]['file_name'] for i in ids],
+                    'pathologies': paths, 'kinds': sorted({d['kind'] for d in pairs}),
+                    'label_conflict': len(set(paths)) > 1, 'mask_conflicts': conflicts})
+    return sorted(out, key=lambda g: g['file_names'][0])
 
 
 def leakage_groups(images: Sequence[dict], duplicates: Sequence[dict]) -> List[List[int]]:

@@ -24,8 +24,9 @@ import glob
 import os
 from typing import Dict, List
 
-from .common import ImageTask, ProblemLog, is_image_file, normalise_pathology
+from .common import ImageTask, ProblemLog, is_image_file, looks_like_image, normalise_pathology
 from .csv_utils import pick_column, read_csv_rows
+from .masks import DEFAULT_MIN_REGION_AREA
 
 IMAGE_COLS = ('image', 'file_name', 'filename', 'img', 'path')
 PATHOLOGY_COLS = ('pathology', 'label', 'class', 'diagnosis')
@@ -55,10 +56,33 @@ def _scan_images(root: str, image_dir: str, problems: ProblemLog,
     return found
 
 
+def _unlisted(problems: ProblemLog, rel: str, path: str, csv_name: str) -> None:
+    """An image-named file without a CSV row: an error, unless it is no image at all."""
+    if looks_like_image(path):
+        problems.error(rel, f'image has no row in {csv_name} (pathology unknown)')
+    else:
+        problems.warning(rel, 'not an image (named like one, but its content is no known image '
+                              f'format; it has no row in {csv_name} either); ignored')
+
+
+def _mask_hint(mask_dir: str, masks: str, sub: str, name: str, mask_pattern: str,
+               pattern: str) -> str:
+    """Where the masks of one image were looked for, and the option that changes it."""
+    where = '/'.join(p for p in (masks.rstrip('/'), sub, pattern) if p)
+    hint = f'no file matched {where} (--mask-pattern "{mask_pattern}")'
+    if mask_pattern != '{name}' and os.path.isfile(os.path.join(mask_dir, sub, name)):
+        hint += (f'; {masks.rstrip("/")}/{"/".join(p for p in (sub, name) if p)} exists: masks '
+                 'named like their images need --mask-pattern "{name}"')
+    elif mask_pattern != '{name}':
+        hint += '; masks named like their images need --mask-pattern "{name}"'
+    return hint
+
+
 def collect_generic(root: str, problems: ProblemLog, images: str = 'images',
                     masks: str = 'masks', labels: str = 'labels.csv',
                     mask_pattern: str = '{stem}_mask*.png', include_normal: bool = False,
-                    per_region: bool = False, min_region_area: int = 1) -> List[ImageTask]:
+                    per_region: bool = False,
+                    min_region_area: int = DEFAULT_MIN_REGION_AREA) -> List[ImageTask]:
     root = os.path.abspath(root)
     image_dir = os.path.join(root, images)
     mask_dir = os.path.join(root, masks)
@@ -109,11 +133,12 @@ def collect_generic(root: str, problems: ProblemLog, images: str = 'images',
         tasks.append(ImageTask(
             path=available[img], rel=rel, pathology=pathology, patient_id=patient or stem,
             masks=mlist, expect_lesion=pathology != 'normal', per_region=per_region,
-            min_region_area=min_region_area))
+            min_region_area=min_region_area,
+            mask_hint=_mask_hint(mask_dir, masks, sub, name, mask_pattern,
+                                 mask_pattern.format(stem=stem, name=name))))
     for img, p in available.items():
         if img not in listed and (not same_dir or os.path.abspath(p) not in mask_files):
-            problems.error(_rel_to_root(root, p), f'image has no row in {labels} '
-                                                  '(pathology unknown)')
+            _unlisted(problems, _rel_to_root(root, p), p, labels)
     if n_normal:
         problems.info(labels, f'{n_normal} normal image(s) excluded (use --include-normal)')
     return tasks
@@ -189,8 +214,7 @@ def collect_boxes_csv(root: str, problems: ProblemLog, images: str = '.',
                                expect_lesion=rec['pathology'] != 'normal'))
     for img, p in available.items():
         if img not in per_image:
-            problems.error(_rel_to_root(root, p), f'image has no row in {boxes} '
-                                                  '(pathology unknown)')
+            _unlisted(problems, _rel_to_root(root, p), p, boxes)
     if n_normal:
         problems.info(boxes, f'{n_normal} normal image(s) excluded (use --include-normal)')
     return tasks

@@ -1,7 +1,10 @@
 """The paper's data protocol (its Table 1): basic-train / extended-train / validation / test.
 
-* **grouped**: images of one patient, and duplicate images (exact or near, see
-  :mod:`.duplicates`), form one group (union-find) and a group never spans two splits;
+* **grouped**: images of one patient, and duplicate images (exact, near or re-cropped copies,
+  see :mod:`.duplicates`), form one group (union-find) and a group never spans two splits;
+  a group of copies whose labels conflict is kept in one split (``label_conflicts='keep'``,
+  the default), kept out of validation and test (``'train-only'``) or left out of every split
+  (``'exclude'``; ``all.json`` lists its images with ``"split": "excluded"``);
 * **stratified**: each split gets each pathology in the dataset's proportion (or, for the
   splits named in ``balanced``, equal benign/malignant counts like the paper's 400/400
   basic-train and 100/100 validation);
@@ -25,23 +28,30 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from .coco_writer import subset_coco, write_json_atomic, write_text_atomic
-from .duplicates import DEFAULT_THRESHOLD, find_duplicates, leakage_groups
+from .duplicates import DEFAULT_THRESHOLD, duplicate_groups, find_duplicates, leakage_groups
+from .neardup import DEFAULT_MIN_SPECKLE
 
 SPLITS = ('basic_train', 'extended_train', 'val', 'test')
 #: paper: ~15% train (80% basic-train, 20% validation), 65% extended-train, 20% test
 DEFAULT_RATIOS = {'basic_train': 0.12, 'extended_train': 0.65, 'val': 0.03, 'test': 0.20}
 HIDDEN_SPLITS = ('extended_train',)
+TRAIN_SPLITS = ('basic_train', 'extended_train')
+EXCLUDED = 'excluded'
+#: what happens to a group of copies whose images carry different pathology labels
+LABEL_CONFLICT_POLICIES = ('keep', 'train-only', 'exclude')
 _CLASSES = ('benign', 'malignant', 'normal')
 
 
 @dataclass
 class SplitResult:
-    assignment: Dict[int, str]                   # image id -> split name
+    assignment: Dict[int, str]                   # image id -> split name (or 'excluded')
     duplicates: List[dict] = field(default_factory=list)
     groups: List[List[int]] = field(default_factory=list)
     targets: Dict[str, Dict[str, float]] = field(default_factory=dict)
     seed: int = 0
     mode: str = 'ratios'
+    dup_groups: List[dict] = field(default_factory=list)   # see duplicate_groups
+    label_conflicts: str = 'keep'
 
 
 def parse_split_spec(spec: str) -> Dict[str, Optional[float]]:
@@ -120,62 +130,86 @@ def split_dataset(coco: dict, ratios: Optional[Dict[str, float]] = None,
                   counts: Optional[Dict[str, Optional[float]]] = None, seed: int = 0,
                   dup_threshold: int = DEFAULT_THRESHOLD, balanced: Sequence[str] = (),
                   external_test: bool = False, test_fold: Optional[int] = None,
-                  fold_key: str = 'fold5') -> SplitResult:
+                  fold_key: str = 'fold5', fingerprints: Optional[dict] = None,
+                  min_speckle: float = DEFAULT_MIN_SPECKLE, label_conflicts: str = 'keep',
+                  workers: int = 1) -> SplitResult:
     """Assign every image of ``coco`` to one split (see module doc).
 
     ``ratios`` (default :data:`DEFAULT_RATIOS`) or ``counts`` (images per split, ``None`` =
     the rest) set the sizes; ``dup_threshold`` is the dHash Hamming threshold in bits
-    (negative: exact duplicates only); ``external_test`` puts the whole dataset in ``test``.
+    (negative: exact duplicates only); ``fingerprints`` (image id -> fingerprint, see
+    :mod:`.neardup`) switch the re-crop guard on, ``min_speckle`` its threshold;
+    ``label_conflicts`` is one of :data:`LABEL_CONFLICT_POLICIES`; ``external_test`` puts the
+    whole dataset in ``test`` (a conflicting group is then left out unless ``'keep'``).
     ``test_fold`` uses a dataset's own cross-validation folds (BUS-BRA's ``kFold`` columns,
     stored as image key ``fold_key``): test = that fold (plus any group touching it), the
     other splits are drawn from the rest with ``ratios`` (its ``test`` entry is ignored).
     """
+    if label_conflicts not in LABEL_CONFLICT_POLICIES:
+        raise ValueError(f'unknown label-conflict policy {label_conflicts!r} (choose from '
+                         f'{", ".join(LABEL_CONFLICT_POLICIES)})')
     images = coco['images']
-    duplicates = find_duplicates(images, dup_threshold)
-    groups = leakage_groups(images, duplicates)
+    duplicates = find_duplicates(images, dup_threshold, fingerprints, min_speckle, workers)
+    boxes = defaultdict(list)
+    for a in coco.get('annotations', []):
+        boxes[a['image_id']].append(a['bbox'])
+    dgroups = duplicate_groups(images, duplicates, boxes)
+    conflicting = {i for g in dgroups if g['label_conflict'] for i in g['image_ids']}
+    excluded = set()
+    if conflicting and (label_conflicts == 'exclude' or
+                        (external_test and label_conflicts != 'keep')):
+        excluded = conflicting
+    assignment: Dict[int, str] = {i: EXCLUDED for i in excluded}
+    kept = [im for im in images if im['id'] not in excluded]
+    groups = leakage_groups(kept, duplicates=[d for d in duplicates
+                                              if not excluded & set(d['image_ids'])])
+    extra = dict(dup_groups=dgroups, label_conflicts=label_conflicts)
     if external_test:
-        return SplitResult({im['id']: 'test' for im in images}, duplicates, groups, {},
-                           seed, 'external_test')
+        assignment.update({im['id']: 'test' for im in kept})
+        return SplitResult(assignment, duplicates, groups, {}, seed, 'external_test', **extra)
+    restricted = {k for k, g in enumerate(groups)
+                  if label_conflicts == 'train-only' and conflicting & set(g)}
     if ratios is None and counts is None:
         ratios = dict(DEFAULT_RATIOS)
-    by_id = {im['id']: im for im in images}
-    assignment: Dict[int, str] = {}
+    by_id = {im['id']: im for im in kept}
     mode = 'counts' if counts is not None else 'ratios'
     if test_fold is not None:
         if counts is not None:
             raise ValueError('test_fold works with ratios, not counts')
-        if not any(fold_key in im for im in images):
+        if not any(fold_key in im for im in kept):
             raise ValueError(f'no image carries "{fold_key}" (fold CSV missing?)')
         rest_groups = []
-        for g in groups:
-            if any(by_id[i].get(fold_key) == test_fold for i in g):
+        for k, g in enumerate(groups):
+            if k not in restricted and any(by_id[i].get(fold_key) == test_fold for i in g):
                 assignment.update({i: 'test' for i in g})
             else:
-                rest_groups.append(g)
-        if not assignment:
+                rest_groups.append(k)
+        if not any(v == 'test' for v in assignment.values()):
             raise ValueError(f'fold {test_fold} is empty')
-        groups_to_place = rest_groups
+        to_place = rest_groups
         ratios = {k: v for k, v in ratios.items() if k != 'test'}
         mode = f'{fold_key}={test_fold} as test'
     else:
-        groups_to_place = groups
-    placed = [by_id[i] for g in groups_to_place for i in g]
+        to_place = list(range(len(groups)))
+    placed = [by_id[i] for k in to_place for i in groups[k]]
     class_totals = Counter(im['pathology'] for im in placed)
     targets = _targets(class_totals, ratios, counts, balanced)
 
     # deterministic order independent of input order: sort by file name, then seeded shuffle
-    groups_sorted = sorted(groups_to_place, key=lambda g: min(by_id[i]['file_name'] for i in g))
+    to_place.sort(key=lambda k: min(by_id[i]['file_name'] for i in groups[k]))
     rng = np.random.default_rng(seed)
-    perm = rng.permutation(len(groups_sorted))
-    order = sorted(range(len(groups_sorted)), key=lambda k: (-len(groups_sorted[perm[k]]), k))
+    perm = rng.permutation(len(to_place))
+    order = sorted(range(len(to_place)), key=lambda k: (-len(groups[to_place[perm[k]]]), k))
     current = {s: defaultdict(float) for s in SPLITS}
     # splits with a zero target (e.g. test in fold mode, or val=0) never receive a group
     candidates = [s for s in SPLITS if sum(targets[s].values()) > 0] or ['extended_train']
+    train_candidates = [s for s in candidates if s in TRAIN_SPLITS] or ['extended_train']
     for k in order:
-        group = groups_sorted[perm[k]]
+        gk = to_place[perm[k]]
+        group = groups[gk]
         gcount = Counter(by_id[i]['pathology'] for i in group)
         best, best_score = None, None
-        for s in candidates:
+        for s in (train_candidates if gk in restricted else candidates):
             score = sum(n * (targets[s].get(c, 0.0) - current[s][c]) for c, n in gcount.items())
             if best_score is None or score > best_score + 1e-9:
                 best, best_score = s, score
@@ -183,7 +217,7 @@ def split_dataset(coco: dict, ratios: Optional[Dict[str, float]] = None,
             current[best][c] += n
         for i in group:
             assignment[i] = best
-    return SplitResult(assignment, duplicates, groups, targets, seed, mode)
+    return SplitResult(assignment, duplicates, groups, targets, seed, mode, **extra)
 
 
 def summarise(coco: dict, result: SplitResult) -> dict:
@@ -206,9 +240,16 @@ def summarise(coco: dict, result: SplitResult) -> dict:
     all_c = Counter(im['pathology'] for im in coco['images'])
     patient_splits = defaultdict(set)
     for im in coco['images']:
-        patient_splits[im['patient_id']].add(result.assignment[im['id']])
-    dup_cross = sum(result.assignment[d['image_ids'][0]] != result.assignment[d['image_ids'][1]]
-                    for d in result.duplicates)
+        if result.assignment[im['id']] != EXCLUDED:
+            patient_splits[im['patient_id']].add(result.assignment[im['id']])
+    split_of = [[result.assignment[i] for i in d['image_ids']] for d in result.duplicates]
+    dup_cross = sum(a != b and EXCLUDED not in (a, b) for a, b in split_of)
+    conflicts = []
+    for g in result.dup_groups:
+        if g['label_conflict']:
+            where = sorted({result.assignment[i] for i in g['image_ids']})
+            conflicts.append({'file_names': g['file_names'], 'pathologies': g['pathologies'],
+                              'split': where[0] if len(where) == 1 else where})
     return {
         'mode': result.mode, 'seed': result.seed,
         'splits': rows,
@@ -220,6 +261,14 @@ def summarise(coco: dict, result: SplitResult) -> dict:
         'duplicate_pairs': len(result.duplicates),
         'duplicate_pairs_across_splits': int(dup_cross),
         'duplicate_label_conflicts': [d for d in result.duplicates if d['conflict']],
+        'duplicate_pairs_by_kind': dict(sorted(Counter(d['kind'] for d in result.duplicates)
+                                               .items())),
+        'duplicate_groups': len(result.dup_groups),
+        'images_in_duplicate_groups': sum(len(g['image_ids']) for g in result.dup_groups),
+        'label_conflict_policy': result.label_conflicts,
+        'label_conflict_groups': conflicts,
+        'mask_conflicts': [c for g in result.dup_groups for c in g['mask_conflicts']],
+        'excluded': sum(v == EXCLUDED for v in result.assignment.values()),
         'targets': {s: {c: round(v, 1) for c, v in t.items()} for s, t in result.targets.items()},
     }
 
@@ -243,18 +292,30 @@ def summary_markdown(summary: dict, title: str = '') -> str:
     if summary['mode'] != 'external_test':
         lines.append('(a) extended-train images carry "label_hidden": true; semi-supervised '
                      'training ignores their labels and boxes.')
+    kinds = ', '.join(f'{n} {k}' for k, n in summary.get('duplicate_pairs_by_kind', {}).items())
     lines += [f'Leakage groups (patients + duplicates): {summary["groups"]}; patients spanning '
               f'splits: {summary["patients_spanning_splits"]}; duplicate pairs: '
-              f'{summary["duplicate_pairs"]} (across splits: '
-              f'{summary["duplicate_pairs_across_splits"]}); duplicate pairs with conflicting '
-              f'labels: {len(summary["duplicate_label_conflicts"])}.', '']
+              f'{summary["duplicate_pairs"]}{f" ({kinds})" if kinds else ""}, across splits: '
+              f'{summary["duplicate_pairs_across_splits"]}; groups of copies: '
+              f'{summary.get("duplicate_groups", 0)}; with conflicting labels: '
+              f'{len(summary.get("label_conflict_groups", []))} (policy '
+              f'{summary.get("label_conflict_policy", "keep")}, images excluded: '
+              f'{summary.get("excluded", 0)}); copies whose boxes disagree: '
+              f'{len(summary.get("mask_conflicts", []))}.', '']
+    for g in summary.get('label_conflict_groups', []):
+        lines.append('- label conflict: ' + ', '.join(
+            f'{f} ({p})' for f, p in zip(g['file_names'], g['pathologies'])) +
+            f' -> {g["split"]}')
+    if summary.get('label_conflict_groups'):
+        lines.append('')
     return '\n'.join(lines)
 
 
 def write_split_outputs(coco: dict, result: SplitResult, out_dir: str,
                         title: str = '') -> dict:
     """Write ``out_dir/annotations/{all,<splits>}.json``, ``split_summary.{md,json}`` and
-    ``duplicates.json``; returns the summary. ``all.json`` images carry their ``split``."""
+    ``duplicates.json`` (``pairs`` and ``groups``); returns the summary. ``all.json`` images
+    carry their ``split`` (``"excluded"`` for a conflicting group left out)."""
     ann_dir = os.path.join(out_dir, 'annotations')
     summary = summarise(coco, result)
     names = ('test',) if result.mode == 'external_test' else SPLITS
@@ -270,7 +331,8 @@ def write_split_outputs(coco: dict, result: SplitResult, out_dir: str,
         for im in full['images']:
             im['split'] = result.assignment[im['id']]
         write_json_atomic(full, os.path.join(ann_dir, 'all.json'))
-    write_json_atomic(result.duplicates, os.path.join(ann_dir, 'duplicates.json'), indent=1)
+    write_json_atomic({'pairs': result.duplicates, 'groups': result.dup_groups},
+                      os.path.join(ann_dir, 'duplicates.json'), indent=1)
     write_json_atomic(summary, os.path.join(ann_dir, 'split_summary.json'), indent=1)
     write_text_atomic(summary_markdown(summary, title), os.path.join(ann_dir, 'split_summary.md'))
     return summary
