@@ -59,6 +59,16 @@ def read_patient_map(root: str, problems: ProblemLog,
     return mapping
 
 
+def _note_outside_link(rel: str, path: str, real_root: str, problems: ProblemLog) -> None:
+    """A symbolic link that leads out of the dataset root is followed, with a warning naming its target:
+    the converted dataset then depends on files elsewhere."""
+    if not os.path.islink(path):
+        return
+    target = os.path.realpath(path)
+    if os.path.commonpath([target, real_root]) != real_root:
+        problems.warning(rel, f'symbolic link to {target}, outside the dataset root; read from there')
+
+
 def collect_busi(root: str, problems: ProblemLog, include_normal: bool = False,
                  per_region: bool = False, min_region_area: int = DEFAULT_MIN_REGION_AREA,
                  skip_dirs: tuple = ()) -> List[ImageTask]:
@@ -68,6 +78,7 @@ def collect_busi(root: str, problems: ProblemLog, include_normal: bool = False,
     ``problems``; per-image faults are found later by the worker.
     """
     root = os.path.abspath(root)
+    real_root = os.path.realpath(root)
     patients = read_patient_map(root, problems)
     tasks: List[ImageTask] = []
     skip = {os.path.abspath(d) for d in skip_dirs}
@@ -83,6 +94,7 @@ def collect_busi(root: str, problems: ProblemLog, include_normal: bool = False,
                 'annotations', 'converted_images'):
             continue
         pathology = normalise_pathology(entry)
+        _note_outside_link(entry + '/', path, real_root, problems)
         files = sorted(os.listdir(path))
         image_files = [f for f in files if is_image_file(f)]
         if pathology is None or entry.lower() not in PATHOLOGIES:
@@ -105,6 +117,8 @@ def collect_busi(root: str, problems: ProblemLog, include_normal: bool = False,
             if not is_image_file(f):
                 problems.info(f'{entry}/{f}', 'not an image file; ignored')
                 continue
+            if os.path.islink(fpath):
+                _note_outside_link(f'{entry}/{f}', fpath, real_root, problems)
             m = _MASK_RE.match(os.path.splitext(f)[0])
             if m:
                 masks.setdefault(m.group('base'), []).append(fpath)
