@@ -97,8 +97,7 @@ def test_lenient_skips_exactly_the_faulty_images(tmp_path):
     s = convert_and_split('busi', str(root), str(out), workers=1, verbose=False, lenient=True,
                           split=False)
     coco = json.loads((out / 'annotations' / 'all.json').read_text())
-    assert sorted(im['file_name'] for im in coco['images']) == ['benign/good1.png',
-                                                              'malignant/good2.png']
+    assert sorted(im['file_name'] for im in coco['images']) == ['benign/good1.png', 'malignant/good2.png']
     # corrupt, trunc, nomask, empty, size + suspicious/x.png (rejected by the folder scan)
     assert s['conversion']['images_skipped'] == 6
     assert s['conversion']['images_found'] == 8
