@@ -27,15 +27,8 @@ def dataset_labels(dataset) -> Optional[List[int]]:
     first = dataset.get_data_info(0)
     if not isinstance(first, dict) or 'gt_label' not in first:
         return None
-    labels = []
-    for i in range(len(dataset)):
-        label = dataset.get_data_info(i).get('gt_label', -1)
-        if hasattr(label, 'tolist'):
-            label = label.tolist()
-        if isinstance(label, (list, tuple)):
-            label = label[0] if label else -1
-        labels.append(int(label))
-    return labels
+    from mmbus.datasets.semi_sampler import sample_labels
+    return sample_labels(dataset)
 
 
 def describe_dataset(dataset) -> str:
