@@ -10,7 +10,7 @@ from typing import Dict, List
 
 from .methods import title
 from .plots import plot_metric_by, plot_roc_panels
-from .results import fmt, is_num, load_predictions, load_rows, mean_std, md_table, paired_delong
+from .results import fmt, is_num, load_rows, mean_std, md_table, paired_delong
 
 
 def paired_differences(study, rows: List[dict], baseline: str) -> List[dict]:
@@ -21,8 +21,8 @@ def paired_differences(study, rows: List[dict], baseline: str) -> List[dict]:
         b = by.get((ts, gid, baseline))
         if method == baseline or b is None:
             continue
-        sa, ya, _ = load_predictions(study.p(r['predictions']), study.p(r['crops']), study.p(r['missed']))
-        sb, yb, _ = load_predictions(study.p(b['predictions']), study.p(b['crops']), study.p(b['missed']))
+        sa, ya, _ = study.predictions(r)
+        sb, yb, _ = study.predictions(b)
         if len(sa) != len(sb) or (ya != yb).any():
             raise ValueError(f'{method} and {baseline} were not tested on the same crops ({ts}, {gid})')
         try:
@@ -91,7 +91,7 @@ def comparison_report(study):
                 r = cell.get((g, m))
                 if r is None:
                     continue
-                s, y, _ = load_predictions(study.p(r['predictions']), study.p(r['crops']), study.p(r['missed']))
+                s, y, _ = study.predictions(r)
                 if len(s) and (y == 1).any() and (y == 0).any():
                     curves[m] = (s, y, r['metrics'])
             panels[f'{ts} {g or ""}'.strip()] = curves

@@ -16,7 +16,7 @@ from .checkpoints import find_checkpoint
 from .configs import REPO_ROOT, SCHEDULES, derive_config, has_key, shipped_config
 from .data import DataLayout, crop_stage, image_data, py, synthetic_crops_stage, tool
 from .methods import DETECTOR, method_info, title
-from .results import load_json, plain_metrics, write_row
+from .results import load_json, load_predictions, plain_metrics, write_row
 from .stages import Parallel, Stage, StageRunner, summary_line
 from .subsets import load_crops, write_share_datasets
 
@@ -106,12 +106,21 @@ class Study:
         self.cfg_dir = self.p('configs')
         self.layout = DataLayout()
         self.runs: List[dict] = []
+        self._predictions: Dict[tuple, tuple] = {}
 
     def p(self, *parts) -> str:
         return osp.join(self.work_dir, *parts)
 
     def rel(self, path: str) -> str:
         return osp.relpath(path, self.work_dir)
+
+    def predictions(self, row: dict):
+        """(scores, labels, image ids) of a result row's test, misses included; read once per study
+        (tables, ROC curves and paired tests all use them)."""
+        key = (row['predictions'], row['crops'], row['missed'])
+        if key not in self._predictions:
+            self._predictions[key] = load_predictions(*(self.p(k) for k in key))
+        return self._predictions[key]
 
     # -- detector -------------------------------------------------------------------------------
     def detector_config(self, test_set: str = 'internal') -> str:

@@ -16,7 +16,7 @@ from typing import Dict
 from mmbus.utils.io import atomic_write, atomic_write_json
 from .methods import METHODS, title
 from .plots import detection_examples, plot_detections, plot_roc_panels
-from .results import (fmt, fmt_pct_ci, is_num, load_json, load_predictions, load_rows, md_table,
+from .results import (fmt, fmt_pct_ci, is_num, load_json, load_rows, md_table,
                       pathology_label, pick_metric)
 from .configs import REPO_ROOT
 from .data import resolve_path
@@ -175,7 +175,7 @@ def paper_report(study):
                           int(ns) if is_num(ns) else '-'])
             if r is None:
                 continue
-            s, y, ids = load_predictions(study.p(r['predictions']), study.p(r['crops']), study.p(r['missed']))
+            s, y, ids = study.predictions(r)
             if len(s) and (y == 1).any() and (y == 0).any():
                 panels[label][method] = (s, y, m)
             if method == 'mean_teacher':
