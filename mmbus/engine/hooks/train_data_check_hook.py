@@ -104,13 +104,20 @@ class TrainDataCheckHook(Hook):
             if bad:
                 raise ValueError(f'{what} set {name} has labels {bad} but the model head has {n_cls} classes '
                                  f'(labels 0..{n_cls - 1})')
-        counts = Counter(labelled)
-        if labelled and len(counts) < self.min_classes:
-            (only, n), = counts.most_common(1)
+        only = self._single_class(labelled)
+        if only is not None:
+            only, n = only
             raise ValueError(
                 f'{what} set {name}: all {n} labelled samples are of class {class_names(dataset, [only])[0]!r}; '
                 f'a classifier needs at least {self.min_classes} classes to learn anything (it would output a '
                 'constant, validation AUC 0.5). Check the annotation file and the split')
+
+    def _single_class(self, labelled: List[int]):
+        """``(class, count)`` when the labelled samples cover fewer than ``min_classes`` classes."""
+        counts = Counter(labelled)
+        if labelled and len(counts) < self.min_classes:
+            return counts.most_common(1)[0]
+        return None
 
     def check_val_set(self, runner) -> None:
         metrics = getattr(getattr(runner.val_loop, 'evaluator', None), 'metrics', []) or []
@@ -121,10 +128,9 @@ class TrainDataCheckHook(Hook):
         labels = dataset_labels(dataset)
         if labels is None:
             return
-        labelled = [c for c in labels if c >= 0]
-        counts = Counter(labelled)
-        if labelled and len(counts) < self.min_classes:
-            (only, n), = counts.most_common(1)
+        only = self._single_class([c for c in labels if c >= 0])
+        if only is not None:
+            only, n = only
             raise ValueError(
                 f'validation set {describe_dataset(dataset)}: all {n} samples are of class '
                 f'{class_names(dataset, [only])[0]!r}, so the validation AUC is undefined and the "best" '
