@@ -8,3 +8,12 @@ model = dict(
     # weak view: flip, +-2 px shifts, small brightness change, input noise
     view_augment=dict(type='BatchViewAugment', translate=2, brightness=0.1, noise_std=0.05),
     strong_augment=dict(type='StrongViewAugment'))
+# The teacher never runs in training here (pseudo-labels come from the student), so its batch-norm statistics
+# are averaged from the student's ('skip' would leave them at their initial values). Otherwise the mean
+# teacher's hooks: EMA decay 0.999 (no ramp-up), the same validation selection.
+custom_hooks = [
+    dict(type='MeanTeacherHook', momentum=0.001, rampup_momentum=0.001, rampup_iters=0, buffer_policy='average'),
+    dict(type='SmoothedMetricHook', keys='teacher/auc', window={{_base_.smooth_window}}),
+    dict(type='IterPatienceEarlyStoppingHook', monitor='teacher/auc_smooth', rule='greater',
+         patience_iters={{_base_.patience_iters}}, min_delta=0.001),
+]

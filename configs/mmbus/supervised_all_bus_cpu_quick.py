@@ -11,5 +11,6 @@ train_dataloader = dict(
 val_dataloader = {{_base_.quick_val_dataloader}}
 test_dataloader = {{_base_.quick_test_dataloader}}
 train_cfg = {{_base_.quick_train_cfg}}
-default_hooks = dict(logger=dict(interval=10))
+param_scheduler = {{_base_.quick_param_scheduler}}
+default_hooks = dict(logger=dict(interval=10), checkpoint=dict(save_best='diag/auc_smooth'))
 custom_hooks = {{_base_.quick_supervised_hooks}}

@@ -3,3 +3,4 @@ _base_ = [
     '../_base_/models/mean_teacher_convnet_supervised.py', '../_base_/datasets/bus_crops.py',
     '../_base_/schedules/schedule_cls_40k.py', '../_base_/default_runtime_cls.py'
 ]
+default_hooks = dict(checkpoint=dict(save_best='diag/auc_smooth'))

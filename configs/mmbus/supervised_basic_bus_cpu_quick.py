@@ -1,5 +1,5 @@
-# CPU-sized supervised baseline on the labelled basic-train crops (same network, crops and iterations as
-# mean_teacher_bus_cpu_quick.py; batches of 32 labelled crops).
+# CPU-sized supervised baseline on the labelled basic-train crops (same network, crops and views as
+# mean_teacher_bus_cpu_quick.py; batches of 32 labelled crops; half its iterations: it levels off sooner).
 _base_ = ['./supervised_basic_bus.py', '../_base_/datasets/bus_crops_cpu_quick.py']
 widen_factor = 0.25
 model = dict(backbone=dict(widen_factor=widen_factor), head=dict(in_channels=int(128 * widen_factor)),
@@ -12,5 +12,6 @@ train_dataloader = dict(
 val_dataloader = {{_base_.quick_val_dataloader}}
 test_dataloader = {{_base_.quick_test_dataloader}}
 train_cfg = {{_base_.quick_train_cfg}}
-default_hooks = dict(logger=dict(interval=10))
+param_scheduler = {{_base_.quick_param_scheduler}}
+default_hooks = dict(logger=dict(interval=10), checkpoint=dict(save_best='diag/auc_smooth'))
 custom_hooks = {{_base_.quick_supervised_hooks}}

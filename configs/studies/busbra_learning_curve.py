@@ -6,7 +6,7 @@ name = 'busbra_learning_curve'
 work_dir = 'work_dirs/busbra_learning_curve'
 detector = None
 crops = dict(_delete_=True, gt=dict(boxes='ground_truth', external=False))
-methods = dict(_delete_=True, mean_teacher=dict(overrides={'model.rampup_iters': 200}),
+methods = dict(_delete_=True, mean_teacher=dict(),
                supervised_basic=dict())
 grid = dict(labelled_share=[0.05, 0.10, 0.15, 0.30])
 test_sets = [dict(name='gt', crops='gt', split='test', title='test crops from ground-truth boxes')]

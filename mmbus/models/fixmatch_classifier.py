@@ -56,6 +56,12 @@ class FixMatchClassifier(SemiClassifier):
         self.pseudo_label_from = pseudo_label_from
         self.strong_augment = MODELS.build(strong_augment or dict(type='StrongViewAugment'))
 
+    @property
+    def teacher_updates_buffers(self) -> bool:
+        # student pseudo-labels (FixMatch proper): the teacher never runs in training, so its batch-norm
+        # statistics must come from the student (MeanTeacherHook buffer_policy 'average' or 'copy')
+        return self.pseudo_label_from == 'teacher' and bool(self.teacher_train_mode)
+
     def loss(self, inputs: torch.Tensor, data_samples: List[DataSample]) -> dict:
         if data_samples is None or len(data_samples) != inputs.size(0):
             raise ValueError('FixMatchClassifier.loss needs one data sample with gt_label per input')

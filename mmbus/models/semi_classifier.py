@@ -142,6 +142,12 @@ class SemiClassifier(BaseClassifier):
         self._iter = 0
         self._register_load_state_dict_pre_hook(self._load_plain_classifier)
 
+    @property
+    def teacher_updates_buffers(self) -> bool:
+        """Whether training forwards the teacher in train mode, so that its batch-norm statistics follow
+        the data (what MeanTeacherHook's ``buffer_policy='skip'`` relies on)."""
+        return bool(self.teacher_train_mode)
+
     # ------------------------------------------------------------ schedule
     def set_iter(self, iteration: int) -> None:
         """Set the training iteration ``t`` (0-based) used by the ramp-up.

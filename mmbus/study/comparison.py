@@ -9,7 +9,7 @@ crops with its 95 % CI and the paired DeLong p-value, per grid point; a plot of 
 from typing import Dict, List
 
 from .methods import title
-from .plots import plot_metric_by, plot_roc_panels
+from .plots import plot_metric_by, plot_roc_panels, plot_validation_curves
 from .results import fmt, is_num, load_rows, mean_std, md_table, paired_delong
 
 
@@ -35,14 +35,41 @@ def paired_differences(study, rows: List[dict], baseline: str) -> List[dict]:
 
 
 def comparison_report(study):
+    """The report's main section (rows matching ``report.where``), the targets, and one section per entry
+    of ``report.curves`` (``dict(name, x, where, title)``: e.g. a learning curve over ``labelled_share``
+    at one seed)."""
     spec = study.spec.get('report', {})
-    baseline = spec.get('baseline', 'supervised_basic')
-    x_key = spec.get('x', 'seed')
     rows = [r for r in load_rows(study.work_dir) if r['kind'] == 'classifier']
+    rep, md = comparison_section(study, select_rows(rows, spec.get('where')), spec.get('baseline', 'supervised_basic'),
+                                 spec.get('x', 'seed'), spec.get('title', study.name))
+    rep['rows'] = rows
+    targets = spec.get('targets')
+    if targets:
+        rep['targets'] = check_targets(rep, targets, spec.get('baseline', 'supervised_basic'))
+        md += targets_section(rep['targets'])
+    for c in spec.get('curves', []):
+        name = c.get('name', c['x'])
+        crep, cmd = comparison_section(study, select_rows(rows, c.get('where')),
+                                       spec.get('baseline', 'supervised_basic'), c['x'], c.get('title', name),
+                                       prefix=f'{name}_', level='#')
+        rep.setdefault('curves', {})[name] = crep
+        md += cmd
+    return rep, md
+
+
+def select_rows(rows: List[dict], where=None) -> List[dict]:
+    """Rows whose grid point has every ``key: value`` of ``where`` (floats compared to 1e-9)."""
+    def match(v, want):
+        return abs(v - want) < 1e-9 if is_num(v) and is_num(want) else v == want
+    return [r for r in rows if all(k in r['grid'] and match(r['grid'][k], v) for k, v in (where or {}).items())]
+
+
+def comparison_section(study, rows: List[dict], baseline: str, x_key: str, heading: str, prefix: str = '',
+                       level: str = ''):
     methods = [m for m in study.methods if any(r['method'] == m for r in rows)]
     gids = list(dict.fromkeys(r['gid'] for r in rows))
-    rep = dict(study=study.name, schedule=study.schedule, rows=rows, summary={}, paired=[])
-    md = [f'# {spec.get("title", study.name)}\n', f'Schedule `{study.schedule}`; {len(gids)} grid point(s) x '
+    rep = dict(study=study.name, schedule=study.schedule, summary={}, paired=[])
+    md = [f'#{level} {heading}\n', f'Schedule `{study.schedule}`; {len(gids)} grid point(s) x '
           f'{len(methods)} method(s). Test AUC [DeLong 95% CI].\n']
     paired = paired_differences(study, rows, baseline) if baseline in methods else []
     rep['paired'] = paired
@@ -59,7 +86,7 @@ def comparison_report(study):
                                                             cell[(g, m)]['metrics'].get('auc_ci_high')))
                 if (g, m) in cell else '' for g in gids] + [
                 f"{s['mean']:.3f} ± {s['std']:.3f}" if is_num(s['mean']) else 'n/a'])
-        md += [f'## {ts}\n', md_table(['Method'] + [g or 'all' for g in gids] + ['mean ± sd'], table), '']
+        md += [f'##{level} {ts}\n', md_table(['Method'] + [g or 'all' for g in gids] + ['mean ± sd'], table), '']
         pts = [p for p in paired if p['test_set'] == ts]
         if pts:
             prow = []
@@ -79,7 +106,7 @@ def comparison_report(study):
                    md_table(['Method', 'extra'] + [g or 'all' for g in gids], erow), '']
         x_rows = [r for r in cell.values() if x_key in r['grid']]
         if x_rows:
-            png = f'auc_by_{x_key}_{ts}.png'
+            png = f'{prefix}auc_by_{x_key}_{ts}.png'
             plot_metric_by(x_rows, x_key, study.p('report', png),
                            'labelled share (%)' if x_key == 'labelled_share' else x_key,
                            f'{study.name}: {ts}', percent_x=x_key == 'labelled_share')
@@ -96,10 +123,93 @@ def comparison_report(study):
                     curves[m] = (s, y, r['metrics'])
             panels[f'{ts} {g or ""}'.strip()] = curves
         if panels:
-            png = f'roc_{ts}.png'
+            png = f'{prefix}roc_{ts}.png'
             plot_roc_panels(panels, study.p('report', png))
             md += [f'![ROC]({png})\n']
+    md += convergence_section(study, rows, methods, gids, prefix, level)
     return rep, md
+
+
+def convergence_section(study, rows: List[dict], methods: List[str], gids: List[str], prefix: str = '',
+                        level: str = '') -> List[str]:
+    """Validation curves (one panel per grid point) and where each run's selected checkpoint lies."""
+    first = {}
+    for r in rows:
+        first.setdefault((r['gid'], r['method']), r)
+    runs = {(r['gid'], r['method']): r for r in study.runs}
+    panels: Dict[str, dict] = {}
+    table = []
+    for g in gids:
+        for m in methods:
+            run = runs.get((g, m))
+            if run is None or (g, m) not in first:
+                continue
+            c = study.curves(run)
+            if c['curves'].get(c['monitor']):
+                panels.setdefault(g or 'all', {})[m] = c
+            v = first[(g, m)].get('convergence') or {}
+            if not v.get('validations'):
+                continue
+            table.append([g or 'all', title(m), v['monitor'], f"{v['best']:.3f}", str(v['best_iter']),
+                          str(v['trained_iters']), 'yes: schedule too short' if v['still_rising'] else 'no'])
+    md = []
+    if panels:
+        plot_validation_curves(panels, study.p('report', f'{prefix}validation_curves.png'))
+        md += [f'##{level} Validation curves\n', f'![validation curves]({prefix}validation_curves.png)\n']
+    if table:
+        md += ['Selection: the checkpoint with the best value of the monitored validation metric.\n',
+               md_table(['Grid point', 'Method', 'monitor', 'best', 'at iteration', 'trained iterations',
+                         'still rising at the end'], table), '']
+    return md
+
+
+def check_targets(rep: dict, targets: dict, baseline: str) -> dict:
+    """The stage-2 targets on ``targets['test_set']``: the better semi-supervised method (``targets['ssl']``)
+    at least ``gain`` above ``baseline`` on the mean over grid points, with paired p < ``p`` on at least
+    ``min_significant`` of them, and within ``gap`` of ``targets['upper']`` (supervised-all)."""
+    ts = targets.get('test_set', next(iter(rep['summary']), None))
+    summ = rep['summary'].get(ts, {})
+    upper = targets.get('upper', 'supervised_all')
+    base = summ.get(baseline, {}).get('mean')
+    out = dict(test_set=ts, baseline=baseline, upper=upper, gain=targets.get('gain', 0.05),
+               gap=targets.get('gap', 0.02), p=targets.get('p', 0.05),
+               min_significant=targets.get('min_significant', 2), methods={})
+    for m in targets.get('ssl', ['mean_teacher', 'fixmatch']):
+        mean = summ.get(m, {}).get('mean')
+        if not (is_num(mean) and is_num(base)):
+            continue
+        pts = [p for p in rep['paired'] if p['test_set'] == ts and p['method'] == m]
+        sig = sum(p['p_value'] is not None and p['p_value'] < out['p'] and p['diff'] > 0 for p in pts)
+        up = summ.get(upper, {}).get('mean')
+        res = dict(mean=mean, gain=mean - base, significant=sig, of=len(pts),
+                   gap_to_upper=(up - mean) if is_num(up) else None)
+        # a float tolerance: 0.85 - 0.80 is 0.04999... and meets a +0.05 target
+        res['gain_met'] = res['gain'] >= out['gain'] - 1e-9
+        res['significance_met'] = sig >= out['min_significant']
+        res['gap_met'] = res['gap_to_upper'] is not None and res['gap_to_upper'] <= out['gap'] + 1e-9
+        res['met'] = res['gain_met'] and res['significance_met'] and res['gap_met']
+        out['methods'][m] = res
+    best = max(out['methods'], key=lambda m: out['methods'][m]['mean'], default=None)
+    out['best_ssl'] = best
+    out['met'] = bool(best and out['methods'][best]['met'])
+    return out
+
+
+def targets_section(t: dict) -> List[str]:
+    yes = {True: 'met', False: '**not met**'}
+    rows = []
+    for m, r in t['methods'].items():
+        rows.append([title(m), f"{r['mean']:.3f}",
+                     f"{r['gain']:+.3f} (target ≥ {t['gain']:+.2f}): {yes[r['gain_met']]}",
+                     f"{r['significant']}/{r['of']} (target ≥ {t['min_significant']}): {yes[r['significance_met']]}",
+                     (f"{r['gap_to_upper']:+.3f} (target ≤ {t['gap']:.2f}): {yes[r['gap_met']]}"
+                      if r['gap_to_upper'] is not None else 'n/a')])
+    verdict = (f"The better semi-supervised method ({title(t['best_ssl'])}) "
+               f"{'meets' if t['met'] else 'does not meet'} every target." if t['best_ssl'] else
+               'No semi-supervised method was run.')
+    return [f"## Targets ({t['test_set']})\n",
+            md_table(['Method', 'mean AUC', f"gain over {title(t['baseline'])}", f"seeds with paired p < {t['p']}",
+                      f"behind {title(t['upper'])}"], rows), '', verdict, '']
 
 
 def paired_table(paired: List[dict], tests: Dict[str, dict]) -> str:

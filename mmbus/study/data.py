@@ -8,6 +8,9 @@
   an external test dataset beside it; annotations are written into the work dir (the dataset folder may be
   read-only).
 * ``synthetic_crops``: generated nodule crops for stage 2 only (one crop set per grid seed).
+* ``crops``: a prepared crops folder (``tools/extract_crops.py`` output, e.g. a compact letterboxed copy made
+  by ``tools/analysis/letterbox_crops.py`` for a GPU machine) for stage 2 only; ``root`` is that folder and
+  every crop set of the spec reads it.
 """
 import os.path as osp
 import sys

@@ -8,16 +8,17 @@ import itertools
 import os
 import os.path as osp
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from mmbus.utils.io import atomic_write
 from . import diagnostics
 from .checkpoints import find_checkpoint
 from .configs import REPO_ROOT, SCHEDULES, derive_config, has_key, shipped_config
-from .data import DataLayout, crop_stage, image_data, py, synthetic_crops_stage, tool
+from .data import DataLayout, crop_stage, image_data, py, resolve_path, synthetic_crops_stage, tool
 from .methods import DETECTOR, method_info, title
 from .results import load_json, load_predictions, plain_metrics, write_row
 from .stages import Parallel, Stage, StageRunner, summary_line
+from .curves import convergence, read_curves
 from .subsets import load_crops, write_share_datasets
 
 RUNTIME_SECTIONS = ('train_dataloader', 'val_dataloader', 'test_dataloader', 'val_evaluator',
@@ -75,6 +76,29 @@ def grid_points(grid: dict) -> List[dict]:
     return [dict(zip(keys, vals)) for vals in itertools.product(*(list(grid[k]) for k in keys))] or [{}]
 
 
+def grid_plan(grid, methods: Sequence[str]) -> List[Tuple[dict, List[str]]]:
+    """(point, methods) of a spec's ``grid``: one dict crossed into points, or a list of such dicts (the union
+    of their points, e.g. three seeds at one labelled share plus a learning curve at one seed), each of which
+    may name the ``methods`` its points run (default: all). A point in several entries runs the union."""
+    entries = [grid] if isinstance(grid, dict) or not grid else list(grid)
+    plan: Dict[str, Tuple[dict, List[str]]] = {}
+    for entry in entries:
+        entry = dict(entry)
+        only = list(entry.pop('methods', None) or methods)
+        unknown = [m for m in only if m not in methods]
+        if unknown:
+            raise ValueError(f'grid entry {entry}: methods {unknown} are not among the study\'s {list(methods)}')
+        for point in grid_points(entry):
+            key = grid_id(point)
+            if key in plan:
+                plan[key][1].extend(m for m in only if m not in plan[key][1])
+            else:
+                plan[key] = (point, only)
+    for point, ms in plan.values():
+        ms.sort(key=list(methods).index)
+    return list(plan.values()) or [({}, list(methods))]
+
+
 def grid_id(point: dict) -> str:
     short = {'labelled_share': 'share'}
     parts = []
@@ -98,10 +122,11 @@ class Study:
         self.data.update(self.toy.get('data', {}))
         self.name = spec.get('name', 'study')
         self.work_dir = osp.abspath(work_dir or spec.get('work_dir') or osp.join('work_dirs', self.name))
-        self.grid = grid_points(dict(spec.get('grid', {})))
         self.methods = {m: dict(o or {}) for m, o in _as_method_dict(spec['methods']).items()}
         for m in self.methods:
             method_info(m)
+        self.plan = grid_plan(spec.get('grid', {}), list(self.methods))
+        self.grid = [point for point, _ in self.plan]
         self.multi = len(self.grid) > 1
         self.cfg_dir = self.p('configs')
         self.layout = DataLayout()
@@ -180,6 +205,8 @@ class Study:
     def crop_root(self, crop_set: str, point: dict) -> str:
         if self.data['type'] == 'synthetic_crops':
             return self.p('data', f"seed{point.get('seed', 0)}")
+        if self.data['type'] == 'crops':
+            return resolve_path(self.data['root'], self.work_dir)
         return self.p('crops', crop_set)
 
     def classifier_config(self, run: dict, test: Optional[dict] = None) -> str:
@@ -217,7 +244,7 @@ class Study:
     def test_sets(self) -> List[dict]:
         sets = [dict(t) for t in self.spec.get('test_sets', [dict(name='internal', crops='main', split='test')])]
         return [t for t in sets if t.get('needs', 'internal') in self.layout.sets
-                or self.data['type'] == 'synthetic_crops']
+                or self.data['type'] in ('synthetic_crops', 'crops')]
 
     def run_chain(self, run: dict) -> List[Stage]:
         train, test = tool('tools/train.py'), tool('tools/test.py')
@@ -266,7 +293,29 @@ class Study:
             for name in self.spec.get('extras', []):
                 extras.update(diagnostics.compute(name, osp.join(base, 'predictions.pkl'), root))
             row['extras'] = extras
+            row['convergence'] = self.convergence(run)
             write_row(self.work_dir, f"{run['id']}_{t['name']}", row)
+
+    def monitors(self, run: dict) -> Tuple[str, str]:
+        """(selection metric, raw metric) of a run: ``save_best`` of its checkpoint hook, and the metric a
+        SmoothedMetricHook smooths into it (the same when nothing is smoothed)."""
+        from mmengine.config import Config
+        cfg = Config.fromfile(self.p('configs', f"{run['id']}.py"))
+        monitor = cfg.default_hooks.checkpoint.get('save_best') or ''
+        raw = monitor
+        for h in cfg.get('custom_hooks', []):
+            suffix = h.get('suffix', '_smooth')
+            if h.get('type') == 'SmoothedMetricHook' and monitor.endswith(suffix):
+                raw = monitor[:-len(suffix)]
+        return monitor, raw
+
+    def curves(self, run: dict) -> dict:
+        monitor, raw = self.monitors(run)
+        return dict(curves=read_curves(run['dir']), monitor=monitor, raw=raw)
+
+    def convergence(self, run: dict) -> dict:
+        c = self.curves(run)
+        return convergence(c['curves'], c['monitor'])
 
     def runner_state(self, name: str) -> dict:
         return self._runner.state.get(name) if getattr(self, '_runner', None) else {}
@@ -315,13 +364,20 @@ class Study:
                 items.append(crop_stage(name, crops, self.layout, self.p('crops', name),
                                         det_cfg=lambda: self.p('configs', 'detector.py'), det_ckpt=self.det_ckpt,
                                         device=self.device))
+        elif self.data['type'] == 'crops':
+            root = resolve_path(self.data.get('root', ''), self.work_dir)
+            missing = [s for s in ('basic_train', 'extended_train', 'val', 'test')
+                       if not osp.isfile(osp.join(root, f'{s}.json'))]
+            if missing:
+                raise FileNotFoundError(f"data.type='crops': {root} lacks {', '.join(m + '.json' for m in missing)} "
+                                        '(a tools/extract_crops.py output folder is expected)')
         elif self.data['type'] != 'synthetic_crops':
             raise ValueError(f"unknown data.type {self.data['type']!r}")
         chains = Parallel()
-        for point in self.grid:
+        for point, point_methods in self.plan:
             gid = grid_id(point) if self.multi else ''
             items += self.grid_stages(point, gid or 'all')
-            for m in self.methods:
+            for m in point_methods:
                 rid = f'{gid}_{m}' if gid else m
                 run = dict(id=rid, gid=gid, method=m, grid=point, dir=self.p('runs', gid, m))
                 self.runs.append(run)

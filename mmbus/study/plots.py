@@ -58,11 +58,18 @@ def plot_metric_by(rows: Sequence[dict], x_key: str, path: str, xlabel: str, tit
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
     methods = list(dict.fromkeys(r['method'] for r in rows))
+    xs = {r['grid'][x_key] for r in rows}
     for j, method in enumerate(methods):
         pts = sorted((r['grid'][x_key], r['metrics'].get(metric), r['metrics'].get(f'{metric}_ci_low'),
                       r['metrics'].get(f'{metric}_ci_high')) for r in rows
                      if r['method'] == method and is_num(r['metrics'].get(metric)))
         if not pts:
+            continue
+        if len(pts) == 1 and len(xs) > 1:  # independent of x (supervised-all in a learning curve): a level
+            p = pts[0]
+            ax.axhline(p[1], ls='--', color=f'C{j}', label=f'{title(method)}: {p[1]:.3f} (same at every x)')
+            if is_num(p[2]) and is_num(p[3]):
+                ax.axhspan(p[2], p[3], color=f'C{j}', alpha=0.08)
             continue
         off = (j - (len(methods) - 1) / 2) * (0.0 if percent_x else 0.08)
         x = [(100 * p[0] if percent_x else p[0] + off) for p in pts]
@@ -75,6 +82,40 @@ def plot_metric_by(rows: Sequence[dict], x_key: str, path: str, xlabel: str, tit
     ax.set_title(title_text, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_fig(fig, path)
+
+
+def plot_validation_curves(panels: Dict[str, Dict[str, dict]], path: str) -> str:
+    """One panel per grid point: for each method the monitored validation metric against training
+    iterations (raw, thin; smoothed, thick, where the run smoothed it), the selected checkpoint marked.
+    ``panels``: panel title -> {method: dict(curves=..., monitor=..., raw=...)} (see :mod:`.curves`)."""
+    plt = _plt()
+    k = max(1, len(panels))
+    cols = min(k, 3)
+    rows_n = int(math.ceil(k / cols))
+    fig, axes = plt.subplots(rows_n, cols, figsize=(5.2 * cols, 3.8 * rows_n), dpi=100, squeeze=False)
+    for ax in axes.ravel()[k:]:
+        ax.axis('off')
+    for ax, (panel, runs) in zip(axes.ravel(), panels.items()):
+        for j, (method, r) in enumerate(runs.items()):
+            color = f'C{j}'
+            raw = r['curves'].get(r['raw']) or []
+            sel = r['curves'].get(r['monitor']) or []
+            if raw:
+                ax.plot(*zip(*raw), color=color, lw=0.8, alpha=0.45)
+            if sel and r['monitor'] != r['raw']:
+                ax.plot(*zip(*sel), color=color, lw=2, label=f"{title(method)} ({r['monitor'].split('/')[-1]})")
+            elif raw:
+                ax.lines[-1].set_label(title(method))
+            if sel:
+                best = max(sel, key=lambda p: p[1])
+                ax.plot([best[0]], [best[1]], marker='*', ms=11, color=color)
+        ax.set_xlabel('training iteration')
+        ax.set_ylabel('validation AUC')
+        ax.set_title(f'{panel}: thin raw, thick smoothed, * selected', fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc='lower right')
     fig.tight_layout()
     return save_fig(fig, path)
 

@@ -10,6 +10,8 @@ import mmbus.registry  # noqa: F401
 from mmbus.models.fixmatch_classifier import pseudo_labels
 from mmbus.models.strong_view_augment import StrongViewAugment
 
+REPO = __file__.rsplit("/tests/", 1)[0]
+
 
 def tiny(type_='FixMatchClassifier', **kw):
     torch.manual_seed(0)
@@ -101,3 +103,35 @@ def test_strong_views_keep_orientation_and_cut_out():
     assert abs(speckled.mean().item() - 0.5) < 0.02 and speckled.std().item() > x.std().item() * 1.0
     with pytest.raises(ValueError, match='cutout'):
         StrongViewAugment(cutout=1.0)
+
+
+def test_student_pseudo_labels_need_teacher_buffers_from_the_student():
+    """FixMatch proper never runs the teacher in training: with buffer_policy='skip' its batch-norm statistics
+    would stay at their initial values and it would predict a constant (validation AUC 0.5)."""
+    from mmbus.engine.hooks.mean_teacher_hook import MeanTeacherHook
+    model = tiny()
+    assert not model.teacher_updates_buffers
+    assert tiny(pseudo_label_from='teacher').teacher_updates_buffers
+    with pytest.raises(ValueError, match='FixMatchClassifier never runs the teacher'):
+        MeanTeacherHook(buffer_policy='skip').prepare(model)
+    hook = MeanTeacherHook(buffer_policy='average', momentum=0.5)
+    hook.prepare(model)
+    x, samples = batch([0, 1, -1, -1])
+    model.train()
+    model.loss(x, samples)  # student batch-norm statistics move; the teacher's do not
+    s_mean = model.student.backbone.state_dict()
+    t_mean = model.teacher.backbone.state_dict()
+    key = next(k for k in s_mean if k.endswith('running_mean'))
+    assert not torch.equal(s_mean[key], t_mean[key]) and not t_mean[key].any()
+    hook.update(0.5)
+    # averaged halfway towards the student's statistics
+    assert torch.allclose(model.teacher.backbone.state_dict()[key], 0.5 * s_mean[key])
+
+
+def test_shipped_fixmatch_configs_average_the_teacher_buffers():
+    from mmengine.config import Config
+    for name in ('fixmatch_bus', 'fixmatch_bus_cpu_quick'):
+        cfg = Config.fromfile(f'{REPO}/configs/mmbus/{name}.py')
+        hook = next(h for h in cfg.custom_hooks if h['type'] == 'MeanTeacherHook')
+        assert hook['buffer_policy'] == 'average', name
+        assert cfg.model.pseudo_label_from == 'student'

@@ -54,7 +54,7 @@ def test_busbra_specs(tmp_path):
     assert ds[0].ann_file.endswith('subsets/share0.10/labelled.json')
     assert ds[1].ann_file.endswith('subsets/share0.10/unlabelled.json')
     assert ds[0].data_root == study.p('crops', 'gt') + '/'
-    assert cfg.model.rampup_iters == 200 and cfg.randomness.seed == 0
+    assert cfg.model.rampup_iters == 400 and cfg.randomness.seed == 0
 
 
 def test_synthetic_crops_spec_sets_the_same_views_for_every_method(tmp_path):
@@ -155,3 +155,40 @@ def test_derived_test_configs_leave_the_roc_output_to_the_work_dir(tmp_path):
     assert metric.type == 'BinaryDiagnosticMetric' and metric.get('output_dir') is None
     assert cfg.test_dataloader.dataset.ann_file == 'test_external.json'
     assert cfg.test_dataloader.dataset.data_root == study.p('crops', 'main') + '/'
+
+
+def test_busbra_stage2_spec_plan_and_shipped_selection(tmp_path):
+    study, items = _study('busbra_stage2', tmp_path, **{'data.root': str(tmp_path / 'BUSBRA')})
+    names = _names(items)
+    assert 'train_detector' not in names and names[-1] == 'report'
+    ids = [r['id'] for r in study.runs]
+    assert len(ids) == 3 * 4 + 3 * 3
+    assert 'share0.05_seed2_fixmatch' in ids and 'share0.30_seed0_supervised_basic' in ids
+    assert 'share0.30_seed0_supervised_all' not in ids  # the learning curve needs supervised-all once
+    run = next(r for r in study.runs if r['id'] == 'share0.05_seed1_fixmatch')
+    cfg = Config.fromfile(study.classifier_config(run))
+    assert cfg.randomness.seed == 1
+    assert cfg.train_dataloader.dataset.datasets[0].ann_file.endswith('subsets/share0.05_seed1/labelled.json')
+    # every method selects on its smoothed validation AUC, with patience counted in iterations
+    for r in study.runs[:4]:
+        cfg = Config.fromfile(study.classifier_config(r))
+        monitor = cfg.default_hooks.checkpoint.save_best
+        assert monitor.endswith('/auc_smooth'), r['id']
+        hooks = {h['type']: h for h in cfg.custom_hooks}
+        assert hooks['SmoothedMetricHook']['keys'] + '_smooth' == monitor
+        assert hooks['IterPatienceEarlyStoppingHook']['monitor'] == monitor
+        assert study.monitors(r) == (monitor, hooks['SmoothedMetricHook']['keys'])
+
+
+def test_crops_data_type(tmp_path):
+    from mmbus.datasets.synthetic_crops import make_crop_set
+    with pytest.raises(FileNotFoundError, match='lacks basic_train.json, extended_train.json, val.json, test.json'):
+        _study('busbra_stage2', tmp_path, **{'data.type': 'crops', 'data.root': str(tmp_path)})
+    root = tmp_path / 'crops64'
+    make_crop_set(str(root), dict(basic_train=4, extended_train=4, val=4, test=4), seed=0, balanced_basic=True)
+    study, items = _study('busbra_stage2', tmp_path / 'w', **{'data.type': 'crops', 'data.root': str(root)})
+    names = _names(items)
+    assert 'convert_internal' not in names and 'crops_gt' not in names and 'subset_share0.05_seed0' in names
+    run = study.runs[0]
+    cfg = Config.fromfile(study.classifier_config(run))
+    assert cfg.val_dataloader.dataset.data_root == str(root) + '/'

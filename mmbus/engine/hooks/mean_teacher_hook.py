@@ -108,14 +108,18 @@ class MeanTeacherHook(Hook):
             raise TypeError(f'MeanTeacherHook needs a model with `student` '
                             f'and `teacher` submodules, got '
                             f'{type(model).__name__}')
-        if self.buffer_policy == 'skip' and \
-                getattr(model, 'teacher_train_mode', True) is False:
-            # the teacher's BN statistics would never be updated
+        updates = getattr(model, 'teacher_updates_buffers',
+                          getattr(model, 'teacher_train_mode', True))
+        if self.buffer_policy == 'skip' and not updates:
+            # the teacher's BN statistics would never be updated: it would
+            # normalise with its initial statistics and predict a constant
             raise ValueError(
                 "buffer_policy='skip' keeps the teacher's own batch-norm "
                 'statistics, which only its train-mode forward passes '
-                'update; with teacher_train_mode=False use '
-                "buffer_policy='copy' or 'average'")
+                f'update, and {type(model).__name__} never runs the teacher '
+                'in train mode here (teacher_train_mode=False, or FixMatch '
+                "pseudo-labels from the student): use buffer_policy='copy' "
+                "or 'average'")
         if self.rampup_iters is None:
             self.rampup_iters = int(getattr(model, 'rampup_iters', 0))
         s_params = dict(model.student.named_parameters())
