@@ -13,7 +13,7 @@ model = dict(
 # teacher's hooks: EMA decay 0.999 (no ramp-up), the same validation selection.
 custom_hooks = [
     dict(type='MeanTeacherHook', momentum=0.001, rampup_momentum=0.001, rampup_iters=0, buffer_policy='average'),
-    dict(type='SmoothedMetricHook', keys='teacher/auc', window={{_base_.smooth_window}}),
+    dict(type='SmoothedMetricHook', keys='teacher/auc', window={{_base_.smooth_window}}, partial=0.0),
     dict(type='IterPatienceEarlyStoppingHook', monitor='teacher/auc_smooth', rule='greater',
          patience_iters={{_base_.patience_iters}}, min_delta=0.001),
 ]

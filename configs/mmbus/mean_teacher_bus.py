@@ -12,7 +12,7 @@ custom_hooks = [
     dict(type='MeanTeacherHook', momentum=0.001, rampup_momentum=0.01, rampup_iters=None,
          buffer_policy='skip'),
     # the supervised runs' selection on the teacher's AUC; no early stop during the consistency ramp-up
-    dict(type='SmoothedMetricHook', keys='teacher/auc', window={{_base_.smooth_window}}),
+    dict(type='SmoothedMetricHook', keys='teacher/auc', window={{_base_.smooth_window}}, partial=0.0),
     dict(type='IterPatienceEarlyStoppingHook', monitor='teacher/auc_smooth', rule='greater',
          patience_iters={{_base_.patience_iters}}, begin_iters=10000, min_delta=0.001),
 ]

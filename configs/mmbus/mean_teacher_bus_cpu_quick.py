@@ -26,7 +26,7 @@ custom_hooks = [
     # momentum = 1 - decay (mmengine convention): decay 0.97 during the ramp-up, 0.99 after
     dict(type='MeanTeacherHook', momentum=0.01, rampup_momentum=0.03, rampup_iters=None, buffer_policy='skip'),
     # the same selection as the supervised runs; no early stop during the ramp-up
-    dict(type='SmoothedMetricHook', keys='teacher/auc', window={{_base_.quick_smooth_window}}),
+    dict(type='SmoothedMetricHook', keys='teacher/auc', window={{_base_.quick_smooth_window}}, partial=0.0),
     dict(type='IterPatienceEarlyStoppingHook', monitor='teacher/auc_smooth', rule='greater',
          patience_iters={{_base_.quick_patience_iters}}, begin_iters=rampup_iters, min_delta=0.001),
 ]

@@ -40,20 +40,30 @@ def test_config_parses_and_builds(name):
     assert cfg.train_dataloader.batch_size == \
         sampler.num_labelled + sampler.num_unlabelled
     iters = cfg.train_cfg.max_epochs * sampler.epoch_length
-    assert iters == (500 if quick else 40000)
+    semi = name.startswith('mean_teacher')
+    # cpu-quick: the mean teacher trains twice as long as its supervised twins (it converges slower)
+    assert iters == ((1600 if semi else 800) if quick else 40000)
     hooks = {h['type']: h for h in cfg.custom_hooks}
-    # the paper's patience, 5 epochs of 100 iterations, kept in iterations (cpu-quick: 25 x 20)
-    assert hooks['EarlyStoppingHook']['patience'] == (25 if quick else 5)
-    assert hooks['EarlyStoppingHook']['patience'] * sampler.epoch_length == 500
-    monitor = hooks['EarlyStoppingHook']['monitor']
+    # the paper's patience, 5 epochs of 100 iterations, in iterations (cpu-quick: 400 of 800 / 1600)
+    stop = hooks['IterPatienceEarlyStoppingHook']
+    assert stop['patience_iters'] == (400 if quick else 500)
+    monitor = stop['monitor']
+    # selection on the validation AUC smoothed over the last 5 validations, for every method
+    assert monitor.endswith('_smooth') and hooks['SmoothedMetricHook']['keys'] + '_smooth' == monitor
+    assert hooks['SmoothedMetricHook']['window'] == 5 and hooks['SmoothedMetricHook']['partial'] == 0.0
     assert cfg.default_hooks.checkpoint.save_best == monitor
+    if quick:  # the learning rate anneals to 0 over the run
+        (sched, ) = cfg.param_scheduler
+        assert sched.type == 'CosineAnnealingLR' and sched.end == cfg.train_cfg.max_epochs
     assert cfg.model.backbone.dropout == 0.5
     assert cfg.model.backbone.widen_factor == (0.25 if quick else 1.0)
     pipeline = cfg.val_dataloader.dataset.pipeline
     assert pipeline[1] == dict(type='LetterboxResize',
                                size=32 if quick else 64)
-    if name.startswith('mean_teacher'):
-        assert monitor == 'teacher/auc'
+    if semi:
+        assert monitor == 'teacher/auc_smooth'
+        assert stop['begin_iters'] == cfg.model.rampup_iters == (400 if quick else 10000)
+        assert cfg.model.consistency_weight == (50.0 if quick else 100.0)
         assert (sampler.num_labelled, sampler.num_unlabelled) == \
             ((16, 16) if quick else (64, 64))
         # momentum = 1 - decay: paper 0.999 / 0.99; cpu-quick 0.99 / 0.97 (short run)
@@ -65,7 +75,7 @@ def test_config_parses_and_builds(name):
         assert [m['prefix'] for m in cfg.val_evaluator] == ['teacher',
                                                             'student']
     else:
-        assert monitor == 'diag/auc'
+        assert monitor == 'diag/auc_smooth'
         assert sampler.num_unlabelled == 0
         aug = cfg.model.data_preprocessor.batch_augments.augments
         assert aug.noise_std == 0.15
@@ -104,7 +114,7 @@ def test_mean_teacher_train_and_test_cli(workspace):
     run_tool(workspace, ROOT / 'tools/train.py',
              CFG / 'mean_teacher_bus_cpu_quick.py', '--work-dir', work,
              '--cfg-options', *SHORT)
-    best = glob.glob(str(work / 'best_teacher_auc_epoch_*.pth'))
+    best = glob.glob(str(work / 'best_teacher_auc_smooth_epoch_*.pth'))
     assert len(best) == 1
     # ROC curves of teacher and student in the run's log dir
     assert glob.glob(str(work / '*' / 'teacher_roc.png'))
@@ -130,7 +140,7 @@ def test_supervised_all_train_cli(workspace):
              'train_dataloader.persistent_workers=False',
              'train_dataloader.batch_size=8',
              'train_dataloader.sampler.num_labelled=8')
-    assert glob.glob(str(work / 'best_diag_auc_epoch_1.pth'))
+    assert glob.glob(str(work / 'best_diag_auc_smooth_epoch_1.pth'))
     logs = glob.glob(str(work / '*' / '*.log'))
     text = open(logs[0]).read()
     assert 'diag/auc' in text

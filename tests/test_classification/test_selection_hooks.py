@@ -117,3 +117,14 @@ def test_no_stop_before_begin_iters():
     assert loop.stop_training
     with pytest.raises(ValueError, match='begin_iters'):
         IterPatienceEarlyStoppingHook('diag/auc', patience_iters=10, begin_iters=-1)
+
+
+def test_partial_window_value_keeps_early_chance_peaks_out():
+    r = runner(name='smooth-partial')
+    hook = SmoothedMetricHook(keys='diag/auc', window=3, partial=0.0)
+    seen = []
+    for v in (0.9, 0.6, 0.6, 0.7):  # a lucky first validation
+        m = {'diag/auc': v}
+        hook.after_val_epoch(r, m)
+        seen.append(round(m['diag/auc_smooth'], 6))
+    assert seen == [0.0, 0.0, 0.7, 0.633333]  # (0.9+0.6+0.6)/3, (0.6+0.6+0.7)/3

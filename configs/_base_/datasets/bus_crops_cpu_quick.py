@@ -31,12 +31,13 @@ quick_param_scheduler = [dict(type='CosineAnnealingLR', by_epoch=True, begin=0, 
 quick_semi_param_scheduler = [dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=80, eta_min=0.0,
                                    convert_to_iter_based=True)]
 # Selection, the same rule for every method: the checkpoint with the best validation AUC averaged over the
-# last 5 validations (SmoothedMetricHook: a 188-crop validation AUC moves by +-0.05 from epoch to epoch);
-# early stop when that mean has not improved for 400 iterations.
+# last 5 validations (SmoothedMetricHook: a 188-crop validation AUC moves by +-0.05 from epoch to epoch; 0 until
+# 5 validations exist, so no early chance peak is kept); early stop when that mean has not improved for 400
+# iterations.
 quick_smooth_window = 5
 quick_patience_iters = 400
 quick_supervised_hooks = [
-    dict(type='SmoothedMetricHook', keys='diag/auc', window=quick_smooth_window),
+    dict(type='SmoothedMetricHook', keys='diag/auc', window=quick_smooth_window, partial=0.0),
     dict(type='IterPatienceEarlyStoppingHook', monitor='diag/auc_smooth', rule='greater',
          patience_iters=quick_patience_iters, min_delta=0.001),
 ]

@@ -14,7 +14,7 @@ test_cfg = dict()
 smooth_window = 5
 patience_iters = 500
 custom_hooks = [
-    dict(type='SmoothedMetricHook', keys='diag/auc', window=smooth_window),
+    dict(type='SmoothedMetricHook', keys='diag/auc', window=smooth_window, partial=0.0),
     dict(type='IterPatienceEarlyStoppingHook', monitor='diag/auc_smooth', rule='greater',
          patience_iters=patience_iters, min_delta=0.001),
 ]
