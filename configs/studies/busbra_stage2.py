@@ -26,6 +26,10 @@ report = dict(type='comparison', baseline='supervised_basic', x='seed', where=di
               title='BUS-BRA stage 2: four methods over three labelled draws (5 % labelled)',
               targets=dict(test_set='gt', ssl=['mean_teacher', 'fixmatch'], upper='supervised_all',
                            gain=0.05, p=0.05, min_significant=2, gap=0.02),
+              # does a gain hold on every scanner? (the test crops by BUS-BRA's device column)
+              subgroups=dict(key='device', title='scanner',
+                             names={'Toshiba Aplio 300 @12-14 MHz': 'Toshiba Aplio 300 or U-Systems',
+                                    'U-Systems @10-14MHz': 'Toshiba Aplio 300 or U-Systems'}),
               curves=[dict(name='learning_curve', x='labelled_share', where=dict(seed=0),
                            title='Learning curve (seed 0): test AUC against the labelled share')])
 # --schedule toy (tests): a few iterations; a handful of crops is smaller than a batch's labelled share

@@ -8,9 +8,13 @@ crops with its 95 % CI and the paired DeLong p-value, per grid point; a plot of 
 """
 from typing import Dict, List
 
+import numpy as np
+
+from mmbus.evaluation.binary_diagnostic_metric import delong_auc
+
 from .methods import title
 from .plots import plot_metric_by, plot_roc_panels, plot_validation_curves
-from .results import fmt, is_num, load_rows, mean_std, md_table, paired_delong
+from .results import fmt, is_num, load_json, load_rows, mean_std, md_table, paired_delong
 
 
 def paired_differences(study, rows: List[dict], baseline: str) -> List[dict]:
@@ -47,6 +51,10 @@ def comparison_report(study):
     if targets:
         rep['targets'] = check_targets(rep, targets, spec.get('baseline', 'supervised_basic'))
         md += targets_section(rep['targets'])
+    if spec.get('subgroups'):
+        rep['subgroups'], sub_md = subgroup_section(study, select_rows(rows, spec.get('where')),
+                                                    spec.get('baseline', 'supervised_basic'), spec['subgroups'])
+        md += sub_md
     for c in spec.get('curves', []):
         name = c.get('name', c['x'])
         crep, cmd = comparison_section(study, select_rows(rows, c.get('where')),
@@ -128,6 +136,65 @@ def comparison_section(study, rows: List[dict], baseline: str, x_key: str, headi
             md += [f'![ROC]({png})\n']
     md += convergence_section(study, rows, methods, gids, prefix, level)
     return rep, md
+
+
+def subgroup_labels(study, key: str, names: Dict[str, str]) -> Dict[int, str]:
+    """image id -> subgroup (the image key ``key`` of the internal COCO files, renamed by ``names``)."""
+    sets = getattr(study.layout, 'sets', {})
+    if 'internal' not in sets:
+        return {}
+    out = {}
+    for split in ('basic_train', 'extended_train', 'val', 'test'):
+        coco = load_json(sets['internal'].ann(split)) or {}
+        for im in coco.get('images', []):
+            if key in im:
+                out[im['id']] = names.get(str(im[key]), str(im[key]))
+    return out
+
+
+def subgroup_section(study, rows: List[dict], baseline: str, sub: dict):
+    """Per subgroup of the test crops (``sub = dict(key, names, title)``, e.g. the scanner): each
+    method's mean AUC over the grid points and the mean paired difference against ``baseline``, with
+    how many grid points had p < 0.05. A gain that holds in every scanner is not one scanner's artefact."""
+    labels = subgroup_labels(study, sub['key'], sub.get('names', {}))
+    if not labels:
+        return {}, []
+    out: Dict[str, dict] = {}
+    by = {(r['test_set'], r['gid'], r['method']): r for r in rows}
+    for (ts, gid, m), r in sorted(by.items()):
+        s, y, ids = study.predictions(r)
+        groups = np.array([labels.get(i, 'unknown') for i in ids])
+        b = by.get((ts, gid, baseline))
+        sb = study.predictions(b)[0] if b is not None else None
+        for g in sorted(set(groups)):
+            k = groups == g
+            if len(set(np.asarray(y)[k])) < 2:
+                continue
+            cell = out.setdefault(ts, {}).setdefault(g, {}).setdefault(m, dict(auc=[], diff=[], sig=0, n=int(k.sum())))
+            cell['auc'].append(float(delong_auc(np.asarray(s)[k], np.asarray(y)[k])[0]))
+            if sb is not None and m != baseline:
+                try:
+                    st = paired_delong(np.asarray(s)[k], np.asarray(sb)[k], np.asarray(y)[k])
+                except ValueError:
+                    continue
+                cell['diff'].append(st['diff'])
+                cell['sig'] += int(st['p_value'] < 0.05 and st['diff'] > 0)
+    md = []
+    methods = [m for m in study.methods if any(m in c for g in out.values() for c in g.values())]
+    for ts, groups in out.items():
+        table = []
+        for g, cells in groups.items():
+            for m in methods:
+                c = cells.get(m)
+                if c is None:
+                    continue
+                d = (f"{np.mean(c['diff']):+.3f} ({c['sig']}/{len(c['diff'])} with p < 0.05)"
+                     if c['diff'] else '')
+                table.append([g, str(c['n']), title(m), f"{np.mean(c['auc']):.3f}", d])
+        md += [f"## {ts}: by {sub.get('title', sub['key'])}\n",
+               md_table([sub.get('title', sub['key']), 'test crops', 'Method', 'mean AUC',
+                         f'mean paired difference vs {title(baseline)}'], table), '']
+    return out, md
 
 
 def convergence_section(study, rows: List[dict], methods: List[str], gids: List[str], prefix: str = '',

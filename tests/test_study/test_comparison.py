@@ -2,6 +2,8 @@
 from mmengine's scalar logs, on small hand-made cases."""
 import json
 
+import numpy as np
+
 import pytest
 
 from mmbus.study.comparison import check_targets, select_rows
@@ -86,3 +88,30 @@ def test_curves_from_scalars_with_a_resume(tmp_path):
     c['diag/auc'].append((100, 0.85))
     assert not convergence(c, 'diag/auc', tail=1)['still_rising']
     assert convergence(c, 'teacher/auc') == dict(monitor='teacher/auc', validations=0)
+
+
+def test_subgroups_by_hand(tmp_path):
+    """Two scanners; on scanner A the method ranks perfectly and the baseline does not."""
+    from types import SimpleNamespace
+
+    from mmbus.study.comparison import subgroup_section
+    ann = tmp_path / 'annotations'
+    ann.mkdir()
+    images = [dict(id=i, device='A' if i < 4 else 'B') for i in range(8)]
+    (ann / 'test.json').write_text(json.dumps(dict(images=images, annotations=[])))
+    labels = np.array([1, 1, 0, 0, 1, 1, 0, 0])
+    preds = {'mt': np.array([.9, .8, .2, .1, .6, .4, .5, .3]), 'sb': np.array([.9, .2, .8, .1, .6, .4, .5, .3])}
+    rows = [dict(test_set='gt', gid='s0', method=m, grid={}) for m in ('mt', 'sb')]
+    study = SimpleNamespace(methods={'mt': {}, 'sb': {}},
+                            layout=SimpleNamespace(sets={'internal': SimpleNamespace(
+                                ann=lambda split: str(ann / f'{split}.json'))}),
+                            predictions=lambda r: (preds[r['method']], labels, list(range(8))))
+    out, md = subgroup_section(study, rows, 'sb', dict(key='device', names={'B': 'scanner B'}))
+    a, b = out['gt']['A'], out['gt']['scanner B']
+    assert a['mt']['auc'] == [1.0] and a['sb']['auc'] == [0.75] and a['mt']['n'] == 4
+    assert a['mt']['diff'] == [pytest.approx(0.25)]
+    # scanner B: identical scores, AUC (1 + 1 + 0 + 1) / 4 = 0.75 for both, difference 0
+    assert b['mt']['auc'] == [0.75] and b['mt']['diff'] == [0.0] and b['mt']['sig'] == 0
+    assert 'scanner B' in '\n'.join(md)
+    empty = SimpleNamespace(methods={}, layout=SimpleNamespace(sets={}))
+    assert subgroup_section(empty, rows, 'sb', dict(key='device')) == ({}, [])
