@@ -4,10 +4,10 @@
 # momentum 0.9, 70k iterations, one image and 128 RoIs per iteration.
 #   python tools/train.py configs/mmbus/faster_rcnn_vgg16_bus.py
 #   python tools/test.py configs/mmbus/faster_rcnn_vgg16_bus.py CKPT --show-dir vis
-# Alternative initialisation: torchvision's VGG16 (same keys mapping is handled by
-# VGGImageNetInit): --cfg-options vgg16_imagenet=<path or URL of vgg16-397923af.pth> does NOT
-# propagate (config variables are resolved at load time); edit `vgg16_imagenet` below or set
-# model.backbone.init_cfg.checkpoint and model.roi_head.bbox_head.init_cfg.3.checkpoint.
+# A local ImageNet VGG16 file (mmpretrain's, or torchvision's vgg16-397923af.pth: VGGImageNetInit maps both)
+# goes to the backbone's and the box head's init in one line (a config variable set by --cfg-options
+# would not reach them, they were filled in at load time):
+#   --cfg-options model.backbone.init_cfg.checkpoint=VGG.pth model.roi_head.bbox_head.init_cfg.3.checkpoint=VGG.pth
 _base_ = [
     '../_base_/models/faster_rcnn_vgg16.py',
     '../_base_/datasets/bus_detection.py',

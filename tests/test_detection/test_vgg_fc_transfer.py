@@ -56,10 +56,14 @@ def torchvision_checkpoint(path, batch_norm=False):
 
 def build_detector(ckpt, norm=False, fc=FC):
     init_default_scope('mmdet')
-    cfg = Config.fromfile(osp.join(REPO, 'configs/mmbus/faster_rcnn_vgg16_bus.py'))
+    path = osp.join(REPO, 'configs/mmbus/faster_rcnn_vgg16_bus.py')
+    cfg = Config.fromfile(path)
+    # the one-line --cfg-options the config documents for a local ImageNet file, applied as tools/train.py does
+    line = next(ln for ln in open(path) if ln.startswith('#   --cfg-options'))
+    opts = dict(kv.split('=', 1) for kv in line.split('--cfg-options', 1)[1].split())
+    cfg.merge_from_dict({k: v.replace('VGG.pth', str(ckpt)) for k, v in opts.items()})
+    assert cfg.model.roi_head.bbox_head.init_cfg[-1].type == 'VGGImageNetInit'
     model_cfg = cfg.model
-    model_cfg.backbone.init_cfg.checkpoint = str(ckpt)
-    model_cfg.roi_head.bbox_head.init_cfg[-1].checkpoint = str(ckpt)
     model_cfg.roi_head.bbox_head.fc_out_channels = fc
     model_cfg.roi_head.bbox_head.roi_feat_size = ROI
     model_cfg.roi_head.bbox_roi_extractor.roi_layer.output_size = ROI
