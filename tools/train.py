@@ -83,6 +83,10 @@ def build_cfg(args):
         cfg.load_from = args.resume
     elif cfg.get('load_from') and osp.isfile(cfg.load_from):
         verify_checkpoint(cfg.load_from)  # URLs are fetched (and checked) by mmengine
+    elif cfg.get('load_from') and '://' not in str(cfg.load_from):
+        raise FileNotFoundError(
+            f'{args.config}: load_from checkpoint {cfg.load_from} does not exist (train the model it names '
+            'first, or pass --cfg-options load_from=PATH)')
     setup_distributed(cfg, args.launcher, args.dist_backend)
     return cfg
 

@@ -78,6 +78,12 @@ def test_bad_resume_path_is_named(tiny_project):
                            str(root / 'nope.pth')], cwd=REPO, env=env, capture_output=True, text=True)
     assert proc.returncode != 0
     assert 'nope.pth does not exist' in proc.stderr
+    # a missing load_from (e.g. SoftTeacher before its supervised detector exists): one line, no traceback
+    cfg = make_config(2, 2)
+    proc = subprocess.run([sys.executable, 'tools/train.py', cfg, '--cfg-options',
+                           f'load_from={root / "absent.pth"}'], cwd=REPO, env=env, capture_output=True, text=True)
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr
+    assert f'{cfg}: load_from checkpoint {root / "absent.pth"} does not exist' in proc.stderr
 
 
 def _free_port():
