@@ -22,9 +22,7 @@ detector = dict(
 crops = dict(gt=dict(boxes='ground_truth', external=False),
              det=dict(boxes='detector', splits=['test'], gt_splits=[], external=False))
 train_crops = 'gt'
-# consistency ramp-up over 40 % of the 500 iterations
-methods = dict(mean_teacher=dict(overrides={'model.rampup_iters': 200}), fixmatch=dict(),
-               supervised_basic=dict(), supervised_all=dict())
+methods = ['mean_teacher', 'fixmatch', 'supervised_basic', 'supervised_all']
 test_sets = [dict(name='gt', crops='gt', split='test', title='test crops from ground-truth boxes'),
              dict(name='det', crops='det', split='test', title='test crops from detector boxes')]
 report = dict(type='paper')

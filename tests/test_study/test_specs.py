@@ -43,18 +43,6 @@ def test_busbra_specs(tmp_path):
     names = _names(items)
     assert 'crops_gt' in names and 'crops_det' in names and 'test_supervised_basic_det' in names
     assert 'convert_external' not in names
-    study, items = _study('busbra_learning_curve', tmp_path, **{'data.root': str(tmp_path / 'BUSBRA')})
-    names = _names(items)
-    assert 'train_detector' not in names and 'crops_det' not in names
-    assert [n for n in names if n.startswith('subset_')] == [
-        'subset_share0.05', 'subset_share0.10', 'subset_share0.15', 'subset_share0.30']
-    run = next(r for r in study.runs if r['id'] == 'share0.10_mean_teacher')
-    cfg = Config.fromfile(study.classifier_config(run))
-    ds = cfg.train_dataloader.dataset.datasets
-    assert ds[0].ann_file.endswith('subsets/share0.10/labelled.json')
-    assert ds[1].ann_file.endswith('subsets/share0.10/unlabelled.json')
-    assert ds[0].data_root == study.p('crops', 'gt') + '/'
-    assert cfg.model.rampup_iters == 400 and cfg.randomness.seed == 0
 
 
 def test_synthetic_crops_spec_sets_the_same_views_for_every_method(tmp_path):

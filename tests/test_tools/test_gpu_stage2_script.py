@@ -53,7 +53,7 @@ def test_budget_stops_the_study_and_the_tarball_still_comes_back(crops, tmp_path
 
 @pytest.mark.slow
 def test_toy_run_end_to_end(crops, tmp_path):
-    res = run('--crops', crops, '--out', tmp_path, '--schedule', 'toy', '--jobs', 2)
+    res = run('--crops', crops, '--out', tmp_path, '--schedule', 'toy', '--jobs', 2, '--budget-s', 3000, timeout=3600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert '(study exit 0)' in res.stdout
     names = members(tmp_path / 'stage2_gpu.tar.gz')
