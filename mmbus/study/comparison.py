@@ -4,7 +4,13 @@ Per test set: a table of test AUC [DeLong 95 % CI] per method and grid point; me
 over the grid; for each method against ``report.baseline``, the paired AUC difference on the same test
 crops with its 95 % CI and the paired DeLong p-value, per grid point; a plot of the AUC against
 ``report.x`` (default ``seed``) and one ROC figure per grid point. Extras (``orientation_auc``,
-``brightness_rho``, ``labelled_crops``) get a table of their own.
+``brightness_rho``, ``labelled_crops``) get a table of their own. Then the validation curves of every run
+and where its checkpoint was selected (a run still rising at its end was too short).
+
+``report.where`` restricts the main section to some grid points; ``report.targets`` checks the stage-2
+targets (the better semi-supervised method's gain, its paired significance, its gap to supervised-all);
+``report.subgroups`` repeats AUC and paired differences per subgroup of the test crops (the scanner);
+``report.curves`` adds sections over other grid points (a learning curve).
 """
 from typing import Dict, List
 
