@@ -6,7 +6,9 @@
   test set), converted to COCO and split by the paper's protocol; annotations beside the images.
 * ``dataset``: a folder in one of the converter's formats (``busi``, ``busbra``, ``generic``), optionally
   an external test dataset beside it; annotations are written into the work dir (the dataset folder may be
-  read-only).
+  read-only). ``where`` / ``where_not`` (``{key: regex}``) keep only some images; ``external_where`` holds
+  images of the same dataset out as the external test set (e.g. ``{'device': 'Toshiba|U-Systems'}`` with
+  ``where_not`` the same: a scanner never seen in training).
 * ``synthetic_crops``: generated nodule crops for stage 2 only (one crop set per grid seed).
 * ``crops``: a prepared crops folder (``tools/extract_crops.py`` output, e.g. a compact letterboxed copy made
   by ``tools/analysis/letterbox_crops.py`` for a GPU machine) for stage 2 only; ``root`` is that folder and
@@ -68,7 +70,18 @@ def _convert_args(data: dict) -> List[str]:
         args += ['--split', 'ratios', '--ratios', data['ratios']]
     if data.get('balanced'):
         args += ['--balanced', data['balanced']]
-    return args + ['--no-progress']
+    return args + _selection_args(data.get('where'), data.get('where_not')) + ['--no-progress']
+
+
+def _selection_args(where=None, where_not=None) -> List[str]:
+    """``--where`` / ``--where-not`` of the converter from a dict (``{'device': 'Toshiba'}``) or list of
+    ``KEY=REGEX`` strings."""
+    out = []
+    for flag, sel in (('--where', where), ('--where-not', where_not)):
+        items = [f'{k}={v}' for k, v in sel.items()] if isinstance(sel, dict) else list(sel or [])
+        for item in items:
+            out += [flag, item]
+    return out
 
 
 def image_data(data: dict, work_dir: str) -> DataLayout:
@@ -97,9 +110,11 @@ def image_data(data: dict, work_dir: str) -> DataLayout:
                              'data.root=/data/BUSI data.format=busi)')
         a = resolve_path(data['root'], work_dir)
         out.sets['internal'] = ImageSet(a, osp.join(work_dir, 'annotations_internal'), 'Internal test')
-        if data.get('external_root'):
-            b = resolve_path(data['external_root'], work_dir)
-            out.sets['external'] = ImageSet(b, osp.join(work_dir, 'annotations_external'), 'External test')
+        if data.get('external_root') or data.get('external_where'):
+            # external_where alone: images of the same dataset held out (e.g. another scanner's)
+            b = resolve_path(data.get('external_root') or data['root'], work_dir)
+            out.sets['external'] = ImageSet(b, osp.join(work_dir, 'annotations_external'),
+                                            data.get('external_title', 'External test'))
         fmt = data.get('format', 'busi')
         ext_fmt = data.get('external_format') or fmt
     else:
@@ -113,7 +128,8 @@ def image_data(data: dict, work_dir: str) -> DataLayout:
         e = out.sets['external']
         out.stages.append(Stage('convert_external',
                                 py(conv, e.images, '--format', ext_fmt, '--out-dir', e.ann_root,
-                                   '--external-test', '--no-progress'),
+                                   '--external-test', *_selection_args(data.get('external_where')),
+                                   '--no-progress'),
                                 inputs=[conv, e.images], outputs=[e.ann('test')],
                                 desc='COCO conversion of the external test set'))
     return out

@@ -216,3 +216,22 @@ def test_json_written_atomically(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert json.loads(target.read_text()) == {'ok': 1}   # old file intact
     assert os.listdir(tmp_path) == ['a.json']            # no temp file left
+
+
+def test_image_selection_by_hand_and_bad_selections():
+    from mmbus.datasets.converters.convert import select_images
+    coco = dict(images=[dict(id=1, device='GE Logiq 5'), dict(id=2, device='Toshiba Aplio'),
+                        dict(id=3, device='U-Systems'), dict(id=4)],
+                annotations=[dict(id=10, image_id=1), dict(id=11, image_id=2), dict(id=12, image_id=3)])
+    kept, dropped = select_images(coco, where=['device=Toshiba|U-Systems'])
+    assert [im['id'] for im in kept['images']] == [2, 3] and dropped == 2
+    assert [a['id'] for a in kept['annotations']] == [11, 12]
+    kept, dropped = select_images(coco, where_not=['device=Toshiba|U-Systems'])
+    assert [im['id'] for im in kept['images']] == [1, 4]  # no device: not a match, kept
+    assert select_images(coco) == (coco, 0)
+    with pytest.raises(ValueError, match="expected KEY=REGEX"):
+        select_images(coco, where=['Toshiba'])
+    with pytest.raises(ValueError, match="no image carries 'scanner' \\(keys: device, id\\)"):
+        select_images(coco, where=['scanner=GE'])
+    with pytest.raises(ValueError, match='keeps no image'):
+        select_images(coco, where=['device=Philips'])

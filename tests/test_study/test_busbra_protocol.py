@@ -34,3 +34,25 @@ def test_busbra_split_protocol(tmp_path):
         mal = sum(im['pathology'] == 'malignant' for im in c['images']) / len(c['images'])
         assert mal == pytest.approx(607 / 1875, abs=0.05), s
     assert all(im.get('label_hidden') for im in splits['extended_train']['images'])
+
+
+@pytest.mark.skipif(not BUSBRA.is_dir(), reason=f'BUS-BRA not found at {BUSBRA} (set MMBUS_BUSBRA)')
+def test_scanner_held_out(tmp_path):
+    """GE scanners split by the protocol, Toshiba / U-Systems images (164) as the external test set: no
+    image and no patient on both sides."""
+    conv = str(REPO / 'tools/dataset_converters/bus_to_coco.py')
+    held = 'device=Toshiba|U-Systems'
+    subprocess.run([sys.executable, conv, str(BUSBRA), '--format', 'busbra', '--out-dir', str(tmp_path / 'ge'),
+                    '--where-not', held, '--no-progress'], check=True, cwd=REPO, capture_output=True, timeout=600)
+    subprocess.run([sys.executable, conv, str(BUSBRA), '--format', 'busbra', '--out-dir', str(tmp_path / 'ext'),
+                    '--external-test', '--where', held, '--no-progress'], check=True, cwd=REPO,
+                   capture_output=True, timeout=600)
+    ext = json.loads((tmp_path / 'ext/annotations/test.json').read_text())
+    assert len(ext['images']) == 164 and {im['device'].split()[0] for im in ext['images']} == {'Toshiba', 'U-Systems'}
+    ge = [json.loads((tmp_path / 'ge/annotations' / f'{s}.json').read_text())['images']
+          for s in ('basic_train', 'extended_train', 'val', 'test')]
+    assert sum(map(len, ge)) == 1875 - 164
+    assert all(im['device'].startswith('GE') for split in ge for im in split)
+    assert not {im['patient_id'] for im in ext['images']} & {im['patient_id'] for split in ge for im in split}
+    summary = json.loads((tmp_path / 'ge/annotations/conversion_report.json').read_text())['summary']
+    assert summary['images_selected_out'] == 164

@@ -180,3 +180,15 @@ def test_crops_data_type(tmp_path):
     run = study.runs[0]
     cfg = Config.fromfile(study.classifier_config(run))
     assert cfg.val_dataloader.dataset.data_root == str(root) + '/'
+
+
+def test_busbra_scanner_spec_holds_the_scanners_out(tmp_path):
+    study, items = _study('busbra_stage2_scanners', tmp_path, **{'data.root': str(tmp_path / 'BUSBRA')})
+    from mmbus.study.stages import Parallel
+    flat = [x for it in items for x in ([y for chain in it for y in chain] if isinstance(it, Parallel) else [it])]
+    stages = {s.name: s for s in flat}
+    internal, external = list(stages['convert_internal'].cmd), list(stages['convert_external'].cmd)
+    assert internal[internal.index('--where-not') + 1] == 'device=Toshiba|U-Systems' and '--where' not in internal
+    assert external[external.index('--where') + 1] == 'device=Toshiba|U-Systems' and '--external-test' in external
+    assert {t['name'] for t in study.test_sets()} == {'gt', 'external'}
+    assert len(study.runs) == 12 and 'test_share0.05_seed2_fixmatch_external' in stages

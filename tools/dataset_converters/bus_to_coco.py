@@ -79,6 +79,11 @@ def parse_args(argv=None):
                         'set, the other splits come from the rest by --ratios')
     g.add_argument('--fold-key', default='fold5', choices=('fold5', 'fold10'),
                    help='which BUS-BRA fold file --test-fold refers to')
+    g.add_argument('--where', action='append', default=[], metavar='KEY=REGEX',
+                   help='keep only images whose KEY matches REGEX (repeatable), e.g. '
+                        '"device=Toshiba|U-Systems" for a scanner held out as an external test set')
+    g.add_argument('--where-not', action='append', default=[], metavar='KEY=REGEX',
+                   help='leave out images whose KEY matches REGEX (repeatable)')
     add_guard_args(p.add_argument_group('leakage guard'))
     f = p.add_argument_group('format options (generic / boxes-csv / busbra)')
     f.add_argument('--images', default=None, help='image folder relative to root '
@@ -129,6 +134,7 @@ def main(argv=None) -> int:
             lenient=args.lenient,
             one_box_per_region=args.one_box_per_region, min_region_area=args.min_region_area,
             include_normal=args.include_normal, source=args.source, workers=args.workers,
+            where=args.where, where_not=args.where_not,
             progress=not args.no_progress, format_options=fopts)
     except ConversionError as exc:
         print(str(exc), file=sys.stderr)

@@ -235,6 +235,36 @@ def split_coco_file(ann_file: str, out_dir: str, *, root: Optional[str] = None,
     return summary
 
 
+def select_images(coco: dict, where: Sequence[str] = (), where_not: Sequence[str] = ()) -> tuple:
+    """``coco`` restricted to the images whose keys match every ``KEY=REGEX`` of ``where`` and none of
+    ``where_not`` (``re.search`` on the value as text; e.g. ``device=Toshiba|U-Systems``: a scanner held out
+    as an external test set). Returns ``(coco, number of images left out)``. A key that no image carries,
+    or a selection that keeps no image, is an error naming what the images do carry."""
+    import re
+    rules = []
+    for spec, keep in [(w, True) for w in where] + [(w, False) for w in where_not]:
+        if '=' not in spec:
+            raise ValueError(f'image selection {spec!r}: expected KEY=REGEX (e.g. device=Toshiba)')
+        key, pattern = spec.split('=', 1)
+        if not any(key in im for im in coco['images']):
+            known = sorted({k for im in coco['images'] for k in im})
+            raise ValueError(f'image selection {spec!r}: no image carries {key!r} (keys: {", ".join(known)})')
+        rules.append((key, re.compile(pattern), keep))
+    if not rules:
+        return coco, 0
+
+    def chosen(im):
+        return all(bool(rx.search(str(im.get(key, '')))) == keep for key, rx, keep in rules)
+
+    images = [im for im in coco['images'] if chosen(im)]
+    if not images:
+        values = {key: sorted({str(im.get(key)) for im in coco['images']}) for key, _, _ in rules}
+        raise ValueError(f'image selection {list(where)} / not {list(where_not)} keeps no image (values: {values})')
+    ids = {im['id'] for im in images}
+    out = dict(coco, images=images, annotations=[a for a in coco.get('annotations', []) if a['image_id'] in ids])
+    return out, len(coco['images']) - len(images)
+
+
 def convert_and_split(fmt: str, root: str, out_dir: str, *, split: bool = True,
                       ratios: Optional[Dict[str, float]] = None,
                       counts: Optional[Dict[str, Optional[float]]] = None, seed: int = 0,
@@ -242,6 +272,7 @@ def convert_and_split(fmt: str, root: str, out_dir: str, *, split: bool = True,
                       test_fold: Optional[int] = None, fold_key: str = 'fold5',
                       dup_threshold: int = DEFAULT_THRESHOLD, recrop_guard: bool = True,
                       min_speckle: float = DEFAULT_MIN_SPECKLE, label_conflicts: str = 'keep',
+                      where: Sequence[str] = (), where_not: Sequence[str] = (),
                       verbose: bool = True, **convert_kwargs) -> dict:
     """Convert ``root`` and write ``out_dir/annotations/``:
 
@@ -254,6 +285,7 @@ def convert_and_split(fmt: str, root: str, out_dir: str, *, split: bool = True,
     :func:`split_dataset`). ``conversion_report.json`` lists every problem found. Returns the
     split summary dict (or a small summary without splits). Raises :class:`ConversionError`
     in strict mode; files already in ``out_dir/annotations`` are then left as they were.
+    ``where`` / ``where_not`` keep only some images (see :func:`select_images`) before splitting.
     """
     t0 = time.perf_counter()
     ann_dir = os.path.join(out_dir, 'annotations')
@@ -264,7 +296,7 @@ def convert_and_split(fmt: str, root: str, out_dir: str, *, split: bool = True,
         if os.path.isdir(ann_dir) and any(f.endswith('.json') for f in os.listdir(ann_dir)):
             exc.keep_note(ann_dir)
         raise
-    coco = out.coco
+    coco, n_selected_out = select_images(out.coco, where, where_not)
     title = f'{coco["images"][0]["source"]} ({fmt})'
     t1 = time.perf_counter()
     if split or external_test:
@@ -282,6 +314,8 @@ def convert_and_split(fmt: str, root: str, out_dir: str, *, split: bool = True,
     summary['conversion'] = {'format': fmt, 'root': os.path.abspath(root),
                              'images_found': out.n_found, 'images_written': len(coco['images']),
                              'images_skipped': out.n_skipped, 'boxes': len(coco['annotations']),
+                             'images_selected_out': n_selected_out,
+                             'selection': dict(where=list(where), where_not=list(where_not)),
                              **out.mask_counts, 'recrop_guard': guard,
                              'seconds_convert': round(out.seconds, 2),
                              'seconds_split': round(time.perf_counter() - t1, 2),
