@@ -172,7 +172,7 @@ def subgroup_section(study, rows: List[dict], baseline: str, sub: dict):
         groups = np.array([labels.get(i, 'unknown') for i in ids])
         b = by.get((ts, gid, baseline))
         sb = study.predictions(b)[0] if b is not None else None
-        for g in sorted(set(groups)):
+        for g in sorted({str(x) for x in groups}):
             k = groups == g
             if len(set(np.asarray(y)[k])) < 2:
                 continue
@@ -297,7 +297,8 @@ def _paired_cell(p) -> str:
         return ''
     if p['p_value'] is None:
         return f"{p['diff']:+.3f} (no test: {p['note']})"
-    return f"{p['diff']:+.3f} [{p['diff_ci_low']:+.3f}, {p['diff_ci_high']:+.3f}], p={p['p_value']:.3f}"
+    pv = 'p<0.001' if p['p_value'] < 0.001 else f"p={p['p_value']:.3f}"
+    return f"{p['diff']:+.3f} [{p['diff_ci_low']:+.3f}, {p['diff_ci_high']:+.3f}], {pv}"
 
 
 def _extra(v) -> str:

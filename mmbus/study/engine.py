@@ -296,22 +296,27 @@ class Study:
             row['convergence'] = self.convergence(run)
             write_row(self.work_dir, f"{run['id']}_{t['name']}", row)
 
-    def monitors(self, run: dict) -> Tuple[str, str]:
-        """(selection metric, raw metric) of a run: ``save_best`` of its checkpoint hook, and the metric a
-        SmoothedMetricHook smooths into it (the same when nothing is smoothed)."""
+    def monitors(self, run: dict) -> Tuple[str, str, int]:
+        """(selection metric, raw metric, leading validations to skip) of a run: ``save_best`` of its
+        checkpoint hook, the metric a SmoothedMetricHook smooths into it (the same when nothing is smoothed),
+        and how many first validations only carry that hook's ``partial`` placeholder."""
         from mmengine.config import Config
         cfg = Config.fromfile(self.p('configs', f"{run['id']}.py"))
         monitor = cfg.default_hooks.checkpoint.get('save_best') or ''
-        raw = monitor
+        raw, skip = monitor, 0
         for h in cfg.get('custom_hooks', []):
             suffix = h.get('suffix', '_smooth')
             if h.get('type') == 'SmoothedMetricHook' and monitor.endswith(suffix):
                 raw = monitor[:-len(suffix)]
-        return monitor, raw
+                skip = h.get('window', 5) - 1 if h.get('partial') is not None else 0
+        return monitor, raw, skip
 
     def curves(self, run: dict) -> dict:
-        monitor, raw = self.monitors(run)
-        return dict(curves=read_curves(run['dir']), monitor=monitor, raw=raw)
+        monitor, raw, skip = self.monitors(run)
+        curves = read_curves(run['dir'])
+        if skip and monitor in curves:  # placeholders, not measurements
+            curves[monitor] = curves[monitor][skip:]
+        return dict(curves=curves, monitor=monitor, raw=raw)
 
     def convergence(self, run: dict) -> dict:
         c = self.curves(run)

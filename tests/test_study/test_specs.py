@@ -165,7 +165,7 @@ def test_busbra_stage2_spec_plan_and_shipped_selection(tmp_path):
         hooks = {h['type']: h for h in cfg.custom_hooks}
         assert hooks['SmoothedMetricHook']['keys'] + '_smooth' == monitor
         assert hooks['IterPatienceEarlyStoppingHook']['monitor'] == monitor
-        assert study.monitors(r) == (monitor, hooks['SmoothedMetricHook']['keys'])
+        assert study.monitors(r) == (monitor, hooks['SmoothedMetricHook']['keys'], 4)  # 4 placeholder values
 
 
 def test_crops_data_type(tmp_path):
