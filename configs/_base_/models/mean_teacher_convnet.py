@@ -12,7 +12,7 @@ model = dict(
     # brightness +-0.2, Gaussian input noise 0.15 (paper), in [-1, 1] input units
     view_augment=dict(type='BatchViewAugment', flip_prob=0.5, brightness=0.2, noise_std=0.15),
     consistency='mse',          # mean squared error between softmax outputs (original mean teacher)
-    consistency_weight=100.0,   # w_max of the original mean teacher
+    consistency_weight=50.0,    # w_max of the paper authors' code (original mean teacher: 100)
     rampup_iters=10000,         # sigmoid ramp-up exp(-5 (1 - t/T)^2), T = 1/4 of the 40k iterations
     consistency_on='unlabelled',
     predict_with='teacher',
