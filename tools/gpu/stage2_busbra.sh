@@ -10,7 +10,7 @@
 #   python tools/analysis/letterbox_crops.py work_dirs/busbra_stage2/crops/gt gpu/crops64 --size 64
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 -d gpu/wheels \
 #       mmengine==0.10.7 mmpretrain==1.2.0 mmdet==3.3.0 pycocotools addict yapf termcolor terminaltables \
-#       mat4py modelindex shapely opendatasets ordered-set
+#       mat4py modelindex shapely ordered-set      # plus any other requirement the machine lacks
 #   pip download --no-deps --no-binary=:all: -d gpu/wheels mmcv==2.1.0      # built there, with CUDA ops
 # --wheels installs them into /tmp/site (mmcv compiled with FORCE_CUDA=1: about 2 minutes on 16 cores); without
 # it the installed packages are used. --budget-s stops the study after S seconds (finished runs are kept and
