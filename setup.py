@@ -27,6 +27,8 @@ setup(
         osp.join(HERE, 'README.md')) else '',
     long_description_content_type='text/markdown',
     packages=find_packages(exclude=('tests', 'configs', 'tools')),
+    # the browser page served by tools/serve.py
+    package_data={'mmbus.apis': ['static/*.html']},
     python_requires='>=3.8',
     install_requires=[r for r in read_requirements('build.txt') if not r.startswith(
         ('setuptools', 'wheel'))] + read_requirements('runtime.txt'),

@@ -82,8 +82,11 @@ def main(argv=None):
     if args.det_config or args.det_checkpoint:
         if not (args.det_config and args.det_checkpoint):
             sys.exit('error: --det-config and --det-checkpoint go together')
-        detector = load_detector(args.det_config, args.det_checkpoint,
-                                 args.device)
+        try:
+            detector = load_detector(args.det_config, args.det_checkpoint,
+                                     args.device)
+        except (FileNotFoundError, ValueError) as e:  # CheckpointError too
+            sys.exit(f'error: {e}')
     try:
         summaries = extract_crops(
             splits,

@@ -12,12 +12,21 @@ annotated images.
 
 A missing, empty or unreadable image, and an image either model fails on,
 is reported by name (status "error") and the batch goes on; an image without
-a nodule gets status "no_nodule". Annotated images are written as each image
+a nodule gets status "no_nodule". The number of failed images is printed; when
+every image failed the exit status is 1 (the results are written all the
+same). Annotated images are written as each image
 is done, every file atomically; an interrupted run (Ctrl-C, SIGTERM) still
 writes results.json / results.csv for the images finished (exit status 130).
 Checkpoints are loaded weights-only and checked against their configs: a
 crafted file, a truncated file or a checkpoint of the other model is refused
 with a message naming the files (exit status 1).
+
+With --cam, the classifier's Grad-CAM map of the malignant class (where in the
+crop the evidence for "malignant" lies) is written over each nodule's crop to
+<out-dir>/cam/<image stem>_nodule<k>.png (k: the nodule's index in the
+results), and results.json gives each nodule's file under "cam". This needs
+the grad-cam package (see mmbus/apis/explain.py); a map that fails is
+reported by image and the batch goes on.
 """
 import argparse
 import os.path as osp
@@ -26,8 +35,8 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmbus.apis.inference import (BUSInferencer, save_one_annotated,  # noqa
-                                  write_results)
+from mmbus.apis.inference import (BUSInferencer, annotated_name,  # noqa
+                                  save_one_annotated, write_results)
 
 
 def parse_args(argv=None):
@@ -51,8 +60,33 @@ def parse_args(argv=None):
     p.add_argument('--malignancy-thr', type=float, default=0.5)
     p.add_argument('--no-draw', action='store_true',
                    help='do not write annotated images')
+    p.add_argument('--cam', action='store_true',
+                   help='also write a class-activation map (Grad-CAM, '
+                   'malignant class) over each nodule crop to <out-dir>/cam/')
     p.add_argument('--device', default='cpu')
     return p.parse_args(argv)
+
+
+def save_cams(inferencer, result, cam_dir, used):
+    """Overlay of the malignant-class map on each nodule's crop (the crop
+    the classifier saw: ``crop_bbox`` of the source image), written
+    atomically; the path goes into the nodule's record as ``cam``."""
+    import cv2
+
+    from mmbus.apis.crop_extraction import read_image
+    from mmbus.apis.explain import cam_for_crops, overlay
+    from mmbus.utils.io import atomic_imwrite, make_dirs
+    img = read_image(result['image'])
+    crops = [img[y1:y2, x1:x2]
+             for x1, y1, x2, y2 in (n['crop_bbox'] for n in result['nodules'])]
+    cams = cam_for_crops(inferencer.classifier.model, crops, target_class=1)
+    make_dirs(cam_dir)
+    stem = osp.splitext(annotated_name(result['image'], used))[0]
+    for k, (n, crop, cam) in enumerate(zip(result['nodules'], crops, cams)):
+        path = osp.join(cam_dir, f'{stem}_nodule{k}.png')
+        atomic_imwrite(cv2.cvtColor(overlay(crop, cam), cv2.COLOR_RGB2BGR),
+                       path)
+        n['cam'] = path
 
 
 def _terminate(signum, frame):
@@ -72,6 +106,7 @@ def main(argv=None):
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
     vis_dir, used = osp.join(args.out_dir, 'vis'), set()
+    cam_dir, cam_used = osp.join(args.out_dir, 'cam'), set()
     results, interrupted = [], False
     try:  # SIGTERM ends the loop like Ctrl-C (main thread only)
         previous = signal.signal(signal.SIGTERM, _terminate)
@@ -85,6 +120,12 @@ def main(argv=None):
                     save_one_annotated(r, vis_dir, used)
                 except Exception as e:
                     print(f"[draw error] {r['image']}: {e}")
+            if args.cam and r['status'] == 'ok':
+                try:
+                    save_cams(inferencer, r, cam_dir, cam_used)
+                except Exception as e:  # a map must not end the batch
+                    print(f"[cam error] {r['image']}: {type(e).__name__}: "
+                          f'{e}')
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -114,6 +155,11 @@ def main(argv=None):
         print(f'interrupted: the results hold the {len(results)} images '
               'finished before the interruption', file=sys.stderr)
         sys.exit(130)
+    if n_err == len(results):  # nothing succeeded: a failed run
+        sys.exit(f'error: all {n_err} images failed (see the [error] '
+                 'lines above)')
+    if n_err:
+        print(f'{n_err} of {len(results)} images failed', file=sys.stderr)
 
 
 if __name__ == '__main__':

@@ -36,7 +36,7 @@ try:
     rois = torch.tensor([[0., 0., 0., 8., 8.]])
     out = RoIAlign((7, 7), 1.0, 0)(torch.rand(1, 3, 16, 16), rois)
     assert out.shape == (1, 3, 7, 7)
-    import mmdet, mmpretrain, mmengine, mmbus  # noqa: F401
+    import mmdet, mmpretrain, mmengine, mmbus, pytorch_grad_cam, onnxruntime  # noqa: F401
 except Exception as exc:  # pragma: no cover - printed for the user
     print(f'[mmbus install] ops check FAILED: {type(exc).__name__}: {exc}', file=sys.stderr)
     print('[mmbus install] How to fix:\n'
@@ -76,6 +76,8 @@ else
 fi
 say "4/5 mmengine, mmdet, mmpretrain and the rest"
 "${PIP[@]}" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
+# grad-cam without its dependency list (it names opencv-python-headless, which would replace opencv-python's cv2)
+"${PIP[@]}" --no-deps -r "$ROOT/requirements/explain.txt"
 # mmpretrain's multimodal models break with new transformers; keep it out.
 "$VENV/bin/python" -m pip uninstall -y -q transformers 2>/dev/null || true
 say "5/5 mmbus (editable)"

@@ -6,6 +6,8 @@
     python tools/run_study.py configs/studies/main_job_synthetic.py --schedule toy --work-dir /tmp/toy
     python tools/run_study.py SPEC --force 'train_*'        # retrain from scratch (fnmatch patterns)
     python tools/run_study.py SPEC --jobs 2                 # two stage-2 runs at a time
+    python tools/run_study.py SPEC --keep-going             # a failed run stops only what depends on it
+    python tools/run_study.py SPEC --report-only            # redraw the report of a finished work dir
 
 A rerun skips every stage whose command and inputs did not change (<work-dir>/study_state.json); an
 interrupted run resumes (training continues from its last checkpoint). Logs: <work-dir>/logs/; report:
@@ -21,6 +23,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from mmengine.config import Config, DictAction  # noqa: E402
 
 from mmbus.study.engine import Study  # noqa: E402
+from mmbus.study.report import make_report  # noqa: E402
 from mmbus.study.stages import CHILDREN, StageFailed, StudyBusy  # noqa: E402
 
 
@@ -37,6 +40,13 @@ def parse_args(argv=None):
                    help='rerun these stages (names or fnmatch patterns) from scratch')
     p.add_argument('--jobs', type=int, default=1, help='stage-2 runs at a time')
     p.add_argument('--device', default='cpu', help='device for crop extraction with the detector')
+    p.add_argument('--keep-going', action='store_true',
+                   help='a failed stage stops only what depends on it; the rest runs and the study exits '
+                   'non-zero naming every failure at the end')
+    p.add_argument('--report-only', action='store_true',
+                   help="run no stage: rebuild <work-dir>/report/ from the work dir alone (its rows, the files they "
+                   "name, study_state.json and report_context.json) with this spec's report settings; "
+                   "python -m mmbus.study.report WORK_DIR does the same with the settings the study saved")
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                    help='override spec keys, e.g. data.root=/data/BUSI grid.seed=[0,1,2]')
     return p.parse_args(argv)
@@ -55,7 +65,12 @@ def main(argv=None):
     if a.schedule:
         spec.schedule = a.schedule
     try:
-        res = Study(spec, a.work_dir, a.force, a.jobs, a.device).run()
+        study = Study(spec, a.work_dir, a.force, a.jobs, a.device, keep_going=a.keep_going)
+        if a.report_only:
+            make_report(study.work_dir, report=spec.get('report', {}))
+            print(f"[study] report: {study.p('report', 'report.md')}")
+            return
+        res = study.run()
     except (StageFailed, StudyBusy, FileNotFoundError, ValueError, KeyError) as e:
         sys.exit(f'[study] error: {e}')
     except BaseException:

@@ -100,12 +100,26 @@ def main(argv=None):
             from mmengine.evaluator import DumpResults as Dump
         runner.test_evaluator.metrics.append(Dump(out_file_path=args.out))
     try:
-        metrics = runner.test()
+        metrics = evaluate_empty(runner) if _empty_test_set(runner) else runner.test()
     except CheckpointError as e:
         sys.exit(f'error: {e}')
     if args.out_metrics and runner.rank == 0:
         atomic_write_json({k: _plain(v) for k, v in metrics.items()}, args.out_metrics, indent=2)
     return metrics
+
+
+def _empty_test_set(runner) -> bool:
+    return len(runner.test_loop.dataloader.dataset) == 0
+
+
+def evaluate_empty(runner):
+    """The metrics of a test split with no sample to run the model on, e.g. detector crops where the
+    detector missed every nodule: the evaluators see no prediction (BinaryDiagnosticMetric still counts the
+    misses it was given), and --out dumps an empty list. mmengine's test loop cannot run on an empty
+    dataloader."""
+    print(f'[mmbus] {runner.cfg.test_dataloader.dataset.get("ann_file", "the test split")}: no sample to test; '
+          'evaluating without predictions', flush=True)
+    return runner.test_loop.evaluator.evaluate(0)
 
 
 def _plain(value):

@@ -52,6 +52,42 @@ def parse_args(argv=None):
     return args
 
 
+def _datasets(node, where):
+    """(where, dataset cfg) of a dataset and the datasets it wraps (``dataset``, ``datasets``)."""
+    if not isinstance(node, dict):
+        return []
+    out = [(where, node)]
+    if isinstance(node.get('dataset'), dict):
+        out += _datasets(node['dataset'], f'{where}.dataset')
+    for i, d in enumerate(node.get('datasets') or []):
+        out += _datasets(d, f'{where}.datasets.{i}')
+    return out
+
+
+def check_data_files(cfg):
+    """Raise FileNotFoundError naming the first annotation file (or data folder) the training would read and
+    that does not exist: one clear line instead of a traceback from deep inside the dataset build."""
+    sections = ['train_dataloader']
+    if cfg.get('val_cfg') is not None and cfg.get('val_dataloader') and cfg.get('val_evaluator'):
+        sections.append('val_dataloader')
+    for sec in sections:
+        for where, ds in _datasets((cfg.get(sec) or {}).get('dataset'), f'{sec}.dataset'):
+            root, ann = ds.get('data_root'), ds.get('ann_file')
+            if isinstance(root, str) and root and '://' not in root and not osp.isdir(root):
+                raise FileNotFoundError(f'{where}.data_root: data folder {root} does not exist')
+            if isinstance(ann, str) and ann and '://' not in ann:
+                path = ann if osp.isabs(ann) or not root else osp.join(root, ann)
+                if not osp.isfile(path):
+                    raise FileNotFoundError(f'{where}.ann_file: annotation file {path} does not exist')
+    if 'val_dataloader' in sections:
+        ev = cfg.val_evaluator
+        for i, m in enumerate(ev if isinstance(ev, (list, tuple)) else [ev]):
+            ann = m.get('ann_file') if isinstance(m, dict) else None
+            if isinstance(ann, str) and ann and '://' not in ann and not osp.isfile(ann):
+                raise FileNotFoundError(f'val_evaluator{f".{i}" if isinstance(ev, (list, tuple)) else ""}.ann_file: '
+                                        f'annotation file {ann} does not exist')
+
+
 def build_cfg(args):
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
@@ -87,6 +123,7 @@ def build_cfg(args):
         raise FileNotFoundError(
             f'{args.config}: load_from checkpoint {cfg.load_from} does not exist (train the model it names '
             'first, or pass --cfg-options load_from=PATH)')
+    check_data_files(cfg)
     setup_distributed(cfg, args.launcher, args.dist_backend)
     return cfg
 

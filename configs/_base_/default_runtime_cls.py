@@ -16,6 +16,8 @@ default_hooks = dict(
     # uninterrupted run bit for bit; refuse impossible training data (one class, batch_size mismatch).
     random_state=dict(type='RandomStateHook'),
     data_check=dict(type='TrainDataCheckHook'),
+    # training ends cleanly at $MMBUS_STOP_AT (a Unix time) when a launcher sets it; inactive otherwise
+    deadline=dict(type='DeadlineHook'),
 )
 
 env_cfg = dict(

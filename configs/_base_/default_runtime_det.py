@@ -4,7 +4,8 @@ custom_imports = dict(imports=['mmbus.registry'], allow_failed_imports=False)
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=50),
+    # iteration-based training: validation metrics logged at their iteration, not at 'epoch' 0
+    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=5000, max_keep_ckpts=3,
                     save_best='bus_box/mean_iou', rule='greater'),
@@ -15,7 +16,9 @@ default_hooks = dict(
     # random-number state (Python, NumPy, torch, sampler) in every checkpoint, so --resume repeats the
     # uninterrupted run bit for bit; refuse impossible training data before the first iteration.
     random_state=dict(type='RandomStateHook'),
-    data_check=dict(type='TrainDataCheckHook'))
+    data_check=dict(type='TrainDataCheckHook'),
+    # training ends cleanly at $MMBUS_STOP_AT (a Unix time) when a launcher sets it; inactive otherwise
+    deadline=dict(type='DeadlineHook'))
 
 env_cfg = dict(
     cudnn_benchmark=False,

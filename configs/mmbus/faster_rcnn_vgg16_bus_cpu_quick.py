@@ -1,10 +1,7 @@
 # CPU-quick variant of the paper's detector, for the synthetic data and for smoke runs on a
 # laptop (no GPU, no download): 384 px input, 64 RoIs per image, 1024-d FCs, BatchNorm in VGG16
-# (lets a randomly initialised VGG16 converge within minutes at lr 0.01), no ImageNet weights,
-# 240 iterations of 2 images.
-# Input size: the synthetic images are 256 px wide with nodules of 28-125 px; upscaling them to
-# 384 px (as the original Faster R-CNN upscales to a 600 px short side) puts more stride-16
-# cells on each nodule (measurements: docs/notes/2026-11-experiment-notes.md).
+# (a randomly initialised VGG16 trains at lr 0.01), no ImageNet weights, 240 iterations of 2 images.
+# How the settings were found: docs/notes/2026-12-04-config-settings.md.
 #   python tools/train.py configs/mmbus/faster_rcnn_vgg16_bus_cpu_quick.py
 _base_ = [
     '../_base_/models/faster_rcnn_vgg16.py',
@@ -62,7 +59,10 @@ param_scheduler = [
 # Random initialisation: freezing a random backbone would only slow learning, so the two-phase
 # hook is kept (same code path as the paper's config) with no frozen phase.
 custom_hooks = [dict(type='TwoPhaseFineTuneHook', freeze_iters=0)]
+# A checkpoint every 20 iterations (~2-3 min on a slow 2-core CPU), so an interrupted run loses little on
+# --resume. Two are kept: mmengine removes the oldest before writing the next, so with one a kill during a save
+# would leave none intact.
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(interval=max_iters, max_keep_ckpts=1))
+    checkpoint=dict(interval=20, max_keep_ckpts=2))
 log_processor = dict(window_size=10)

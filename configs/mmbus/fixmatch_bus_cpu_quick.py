@@ -8,7 +8,7 @@ model = dict(
 # the teacher's batch-norm statistics averaged from the student's (it never runs in training); EMA decay 0.99
 custom_hooks = [
     dict(type='MeanTeacherHook', momentum=0.01, rampup_momentum=0.01, rampup_iters=0, buffer_policy='average'),
-    dict(type='SmoothedMetricHook', keys='teacher/auc', window={{_base_.quick_smooth_window}}, partial=0.0),
+    dict(type='SmoothedMetricHook', keys='teacher/auc', window={{_base_.smooth_window}}, partial=0.0),
     dict(type='IterPatienceEarlyStoppingHook', monitor='teacher/auc_smooth', rule='greater',
-         patience_iters={{_base_.quick_patience_iters}}, begin_iters=200, min_delta=0.001),
+         patience_iters={{_base_.patience_iters}}, begin_iters=200, min_delta=0.001),
 ]

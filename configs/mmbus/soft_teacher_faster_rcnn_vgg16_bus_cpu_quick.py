@@ -5,57 +5,29 @@
 #   python tools/test.py configs/mmbus/soft_teacher_faster_rcnn_vgg16_bus_cpu_quick.py CKPT
 # Same extra budget without pseudo-labels: add --cfg-options model.semi_train_cfg.unsup_weight=0 (and another
 # --work-dir).
-_base_ = ['./faster_rcnn_vgg16_bus_cpu_quick.py']
-custom_imports = dict(imports=['mmbus.registry', 'mmbus.models.gated_soft_teacher'], allow_failed_imports=False)
+_base_ = ['./faster_rcnn_vgg16_bus_cpu_quick.py', '../_base_/models/gated_soft_teacher.py',
+          '../_base_/datasets/semi_bus_detection.py']
 
 load_from = 'work_dirs/faster_rcnn_vgg16_bus_cpu_quick/iter_240.pth'  # the supervised detector (must exist)
 
+# as in soft_teacher_faster_rcnn_vgg16_bus.py, around this detector
 detector = _base_.model
-model = dict(
-    _delete_=True,
-    type='GatedSoftTeacher',
-    detector=detector,
-    data_preprocessor=dict(type='MultiBranchDataPreprocessor', data_preprocessor=detector.data_preprocessor),
-    semi_train_cfg=dict(
-        freeze_teacher=True, sup_weight=1.0, unsup_weight=4.0, pseudo_label_initial_score_thr=0.5,
-        rpn_pseudo_thr=0.9, cls_pseudo_thr=0.9, image_score_thr=0.9, reg_pseudo_thr=0.02, jitter_times=10,
-        jitter_scale=0.06, min_pseudo_bbox_wh=(1e-2, 1e-2)),
-    semi_test_cfg=dict(predict_on='teacher'))
-
+model = dict(_delete_=True, detector=detector, **_base_.soft_teacher,
+             data_preprocessor=dict(type='MultiBranchDataPreprocessor', data_preprocessor=detector.data_preprocessor))
+# Labelled images: exactly the supervised detector's training pipeline; unlabelled ones: its loading, no
+# boxes, then the weak (teacher) and strong (student) views at its input size.
 img_scale = _base_.img_scale
-branch_field = ['sup', 'unsup_teacher', 'unsup_student']
-unsup_meta_keys = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip', 'flip_direction',
-                   'homography_matrix')
 sup_pipeline = _base_.train_pipeline[:-1] + [
-    dict(type='MultiBranch', branch_field=branch_field, sup=_base_.train_pipeline[-1])]
-weak_pipeline = [
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='PackDetInputs', meta_keys=unsup_meta_keys)]
-strong_pipeline = [
-    dict(type='RandomResize', scale=img_scale, ratio_range=(0.8, 1.2), keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='RandomOrder', transforms=[
-        dict(type='RandAugment', aug_num=1, aug_space=[
-            [dict(type=t, min_mag=0.6, max_mag=1.4)] for t in ('Brightness', 'Contrast', 'Sharpness')]
-            + [[dict(type='AutoContrast')], [dict(type='Equalize')]]),
-        dict(type='RandAugment', aug_num=1, aug_space=[
-            [dict(type='TranslateX', max_mag=0.1)], [dict(type='TranslateY', max_mag=0.1)],
-            [dict(type='Rotate', max_mag=5.0)]]),
-    ]),
-    dict(type='RandomErasing', n_patches=(1, 3), ratio=(0, 0.1)),
-    dict(type='PackDetInputs', meta_keys=unsup_meta_keys)]
+    dict(type='MultiBranch', branch_field=_base_.branch_field, sup=_base_.train_pipeline[-1])]
 unsup_pipeline = [
     _base_.train_pipeline[0],
     dict(type='LoadEmptyAnnotations'),
-    dict(type='MultiBranch', branch_field=branch_field, unsup_teacher=weak_pipeline,
-         unsup_student=strong_pipeline)]
-
-labelled_dataset = _base_.train_dataloader.dataset
-labelled_dataset.pipeline = sup_pipeline
-unlabelled_dataset = dict(
-    labelled_dataset, ann_file='annotations/extended_train.json',
-    filter_cfg=dict(filter_empty_gt=False, min_size=32), pipeline=unsup_pipeline)
+    dict(type='MultiBranch', branch_field=_base_.branch_field,
+         unsup_teacher=[dict(type='Resize', scale=img_scale, keep_ratio=True)] + _base_.weak_view,
+         unsup_student=[dict(type='RandomResize', scale=img_scale, ratio_range=(0.8, 1.2), keep_ratio=True)]
+         + _base_.strong_view)]
+labelled_dataset = dict(_base_.train_dataloader.dataset, pipeline=sup_pipeline)
+unlabelled_dataset = dict(labelled_dataset, **_base_.unlabelled_split, pipeline=unsup_pipeline)
 num_labelled, num_unlabelled = 2, 2
 train_dataloader = dict(
     batch_size=num_labelled + num_unlabelled,
@@ -69,7 +41,7 @@ train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=max_epoch
 # The cpu-quick detector's optimiser, restarted at its initial lr (0.01), one decade down over the run.
 param_scheduler = [dict(type='ExponentialLR', gamma=0.1**(1 / max_epochs), by_epoch=True)]
 default_hooks = dict(
-    logger=dict(interval=10),
+    logger=dict(interval=10, log_metric_by_epoch=True),  # epoch-based: validations by epoch
     checkpoint=dict(by_epoch=True, interval=1, max_keep_ckpts=1, save_best='bus_box/mean_iou', rule='greater'))
 log_processor = dict(by_epoch=True)
 custom_hooks = [

@@ -1,7 +1,9 @@
 """Export the mean teacher of a trained SemiClassifier as a plain mmpretrain
 ``ImageClassifier`` (checkpoint + config) that stock mmpretrain tools load
 (``mmpretrain.apis.init_model`` / ``ImageClassificationInferencer`` /
-``tools/test.py``).
+``tools/test.py``), and the teacher of a semi-supervised detector (SoftTeacher,
+GatedSoftTeacher) as a plain detector checkpoint
+(:func:`export_teacher_detector`).
 
 Why the teacher: in mean teacher training the EMA teacher is the better,
 smoother model and is the one the paper evaluates; the student is dropped.
@@ -25,8 +27,10 @@ from typing import Optional, Tuple
 
 from mmengine.config import Config, ConfigDict
 
+from mmbus.classes import CLASSES
 from mmbus.utils.checkpoint import (CheckpointMismatchError,
                                     check_checkpoint_fits,
+                                    describe_state_dict,
                                     load_checkpoint_safely, state_dict_of)
 from mmbus.utils.io import atomic_torch_save, atomic_write, make_dirs
 
@@ -206,7 +210,7 @@ def export_teacher(config: str,
         exported_part='teacher' if len(plain_state) != len(state)
         or any(k.startswith('teacher.') for k in state) else 'whole model',
         dataset_meta=meta.get('dataset_meta',
-                              dict(classes=('benign', 'malignant'))))
+                              dict(classes=CLASSES)))
     make_dirs(out_dir)
     ckpt_path = osp.join(out_dir, f'{name}.pth')
     cfg_path = osp.join(out_dir, f'{name}_config.py')
@@ -238,8 +242,55 @@ def load_plain_classifier(config, checkpoint: Optional[str] = None,
                 f'{cfg_name}: {e}') from None
         meta = ckpt.get('meta', {}) or {}
         model.dataset_meta = meta.get(
-            'dataset_meta', dict(classes=('benign', 'malignant')))
+            'dataset_meta', dict(classes=CLASSES))
     else:
-        model.dataset_meta = dict(classes=('benign', 'malignant'))
+        model.dataset_meta = dict(classes=CLASSES)
     model.eval()
     return model, pcfg
+
+
+#: top-level modules of which a detector's state dict has at least one.
+_DETECTOR_HEADS = ('rpn_head.', 'roi_head.', 'bbox_head.')
+
+
+def export_teacher_detector(checkpoint: str, out_file: str) -> str:
+    """Write the teacher of a semi-supervised detector checkpoint
+    (SoftTeacher / GatedSoftTeacher: ``teacher.*`` keys) as a plain detector
+    checkpoint (``meta`` kept, no optimiser state), loadable with the
+    supervised detector's config (e.g. for crop extraction).
+
+    The checkpoint is read with
+    :func:`mmbus.utils.checkpoint.load_checkpoint_safely` (weights only) and
+    the result written atomically, with the permissions the umask gives.
+
+    Returns:
+        ``out_file``.
+
+    Raises:
+        FileNotFoundError: no such checkpoint.
+        CheckpointError: the file is refused, corrupt, or
+            (:class:`CheckpointMismatchError`) holds no detector teacher;
+            nothing is written.
+    """
+    if not osp.isfile(checkpoint):
+        raise FileNotFoundError(
+            f'SoftTeacher checkpoint not found: {checkpoint}')
+    ckpt = load_checkpoint_safely(checkpoint, map_location='cpu')
+    state = state_dict_of(ckpt)
+    teacher = {
+        k[len('teacher.'):]: v
+        for k, v in state.items() if k.startswith('teacher.')
+    }
+    if not teacher:
+        raise CheckpointMismatchError(
+            f'{checkpoint} holds no teacher.* weights: not a SoftTeacher '
+            '(semi-supervised detector) checkpoint; it looks like '
+            f'{describe_state_dict(state)}')
+    if not any(k.startswith(_DETECTOR_HEADS) for k in teacher):
+        raise CheckpointMismatchError(
+            f'{checkpoint} holds the teacher of '
+            f'{describe_state_dict(teacher)}, not of a detector (a '
+            'mean-teacher classifier is exported by tools/export_teacher.py)')
+    meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
+    atomic_torch_save(dict(meta=meta, state_dict=teacher), out_file)
+    return out_file

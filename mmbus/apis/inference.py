@@ -30,9 +30,10 @@ from typing import Callable, Iterable, Iterator, List, Optional, Sequence, \
 
 import numpy as np
 
+from mmbus.classes import CLASSES
 from mmbus.utils.io import atomic_imwrite, atomic_write_text, make_dirs
-from .crop_extraction import (CLASSES, DetectorBoxes, crop_nodule,
-                              dump_json_atomic, load_detector, read_image)
+from .crop_extraction import (DetectorBoxes, crop_nodule, dump_json_atomic,
+                              load_detector, read_image)
 from .export import load_plain_classifier
 
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')

@@ -15,7 +15,9 @@ from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
 from mmengine.logging import print_log
 
-PATHOLOGIES = ('benign', 'malignant', 'normal')
+from mmbus.classes import CLASSES
+
+PATHOLOGIES = CLASSES + ('normal', )
 
 
 @DATASETS.register_module()

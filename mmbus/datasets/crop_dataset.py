@@ -24,7 +24,7 @@ from mmengine.fileio import load
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
-BUS_CLASSES = ('benign', 'malignant')
+from mmbus.classes import CLASSES
 
 
 @DATASETS.register_module()
@@ -42,7 +42,7 @@ class BUSCropDataset(BaseDataset):
         **kwargs: Passed to :class:`mmpretrain.datasets.BaseDataset`
             (``pipeline``, ``test_mode``, ...).
     """
-    METAINFO = dict(classes=BUS_CLASSES)
+    METAINFO = dict(classes=CLASSES)
 
     def __init__(self,
                  ann_file: str,
@@ -68,10 +68,10 @@ class BUSCropDataset(BaseDataset):
                 raw.get('data_list'), list):
             raise ValueError(f'{path}: expected a dict with a "data_list" '
                              'list (mmengine BaseDataset format)')
-        classes = tuple(raw.get('metainfo', {}).get('classes', BUS_CLASSES))
-        if classes != BUS_CLASSES:
+        classes = tuple(raw.get('metainfo', {}).get('classes', CLASSES))
+        if classes != CLASSES:
             raise ValueError(f'{path}: metainfo.classes must be '
-                             f'{list(BUS_CLASSES)}, got {list(classes)}')
+                             f'{list(CLASSES)}, got {list(classes)}')
         img_root = self.data_prefix.get('img_path') or self.data_root
         data_list = []
         for i, item in enumerate(raw['data_list']):

@@ -18,6 +18,8 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from mmbus.classes import CLASSES
+
 SPLITS = ('basic_train', 'extended_train', 'val', 'test')
 
 
@@ -149,7 +151,7 @@ def make_crop_set(out_dir: str, counts: dict, seed: int = 0,
                      bbox=[0, 0, img.shape[1], img.shape[0]], det_score=1.0))
         path = osp.join(out_dir, f'{split}.json')
         with open(path, 'w') as f:
-            json.dump(dict(metainfo=dict(classes=['benign', 'malignant']),
+            json.dump(dict(metainfo=dict(classes=list(CLASSES)),
                            data_list=data_list), f)
         with open(osp.join(out_dir, f'{split}_missed.json'), 'w') as f:
             json.dump([], f)

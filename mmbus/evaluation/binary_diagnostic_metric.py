@@ -22,110 +22,41 @@
   ``'benign'`` reports them benign (score 0: a miss is a false negative for
   malignant nodules, a true negative for benign ones); a float gives them
   that score.
+* Calibration: ``<prefix>/ece`` (equal-mass bins) and ``<prefix>/brier`` of
+  the scores, always. With ``calibration`` (a file of
+  ``tools/analysis/fit_calibration.py`` or its dict, see
+  :mod:`mmbus.evaluation.calibration`) the classifier's scores are
+  temperature-scaled first (misses keep their ``missed_rule`` score), so
+  every figure, ``threshold`` included, is on the calibrated scale; and each
+  threshold ``<point>`` of the file adds ``<prefix>/<point>/sensitivity``,
+  ``/specificity``, ``/ppv``, ``/npv``, each with ``_ci_low`` / ``_ci_high``
+  (e.g. ``diag/sensitivity_0.95/ppv_ci_low``).
 * Output: the ROC curve as ``<prefix>_roc.png`` and ``<prefix>_roc.csv``
-  (threshold, fpr, tpr) in ``output_dir``; default the runner's log dir
-  (found from the current MMLogger's file handler), else nothing is written.
+  (threshold, fpr, tpr) and the reliability diagram (raw and, with a
+  calibration, calibrated scores) as ``<prefix>_reliability.png`` in
+  ``output_dir``; default the runner's log dir (found from the current
+  MMLogger's file handler), else nothing is written.
 """
 import csv
 import math
 import os.path as osp
 from statistics import NormalDist
-from typing import List, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 from mmengine.evaluator import BaseMetric
-from mmengine.fileio import load
 from mmengine.logging import MMLogger, print_log
 from mmpretrain.registry import METRICS
 
+from mmbus.evaluation.calibration import (apply_temperature, brier_score, expected_calibration_error,
+                                          load_calibration, plot_reliability)
+# the statistics live in modules importable without mmengine (delong, operating_points); the metric's own
+# namespace offers them too, beside the metric that uses them
+from mmbus.evaluation.delong import delong_auc, midrank  # noqa: F401
+from mmbus.evaluation.operating_points import (evaluate_at, roc_curve, wilson_interval,  # noqa: F401
+                                               youden_threshold)
+from mmbus.evaluation.missed import check_missed_rule, missed_score, read_missed
 from mmbus.utils.io import atomic_write
-
-_PATHOLOGY = {'benign': 0, 'malignant': 1}
-
-
-# ---------------------------------------------------------------- statistics
-def midrank(x: np.ndarray) -> np.ndarray:
-    """1-based ranks of ``x`` with ties given their average rank."""
-    x = np.asarray(x, dtype=np.float64)
-    order = np.argsort(x, kind='mergesort')
-    z = x[order]
-    n = len(x)
-    ranks = np.empty(n, dtype=np.float64)
-    i = 0
-    while i < n:
-        j = i
-        while j < n and z[j] == z[i]:
-            j += 1
-        ranks[i:j] = 0.5 * (i + j - 1) + 1.0
-        i = j
-    out = np.empty(n, dtype=np.float64)
-    out[order] = ranks
-    return out
-
-
-def delong_auc(scores: Sequence[float], labels: Sequence[int]):
-    """AUC and its DeLong variance (fast midrank algorithm, Sun & Xu 2014).
-
-    Returns ``(auc, variance)``; ties count 1/2. Needs at least one positive
-    (label 1) and one negative (label 0) sample; the variance needs two of
-    each (else ``nan``).
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    labels = np.asarray(labels)
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    m, n = len(pos), len(neg)
-    if m == 0 or n == 0:
-        raise ValueError(f'AUC needs both classes, got {m} positive and {n} '
-                         'negative samples')
-    tx, ty = midrank(pos), midrank(neg)
-    tz = midrank(np.concatenate([pos, neg]))
-    auc = (tz[:m].sum() - m * (m + 1) / 2.0) / (m * n)
-    v_pos = (tz[:m] - tx) / n  # P(score_neg < score_pos) per positive
-    v_neg = 1.0 - (tz[m:] - ty) / m  # P(score_pos > score_neg) per negative
-    if m < 2 or n < 2:
-        return float(auc), float('nan')
-    var = np.var(v_pos, ddof=1) / m + np.var(v_neg, ddof=1) / n
-    return float(auc), float(var)
-
-
-def wilson_interval(successes: int, total: int, level: float = 0.95):
-    """Wilson score interval of a binomial proportion; ``(nan, nan)`` for
-    ``total == 0``."""
-    if total == 0:
-        return float('nan'), float('nan')
-    z = NormalDist().inv_cdf(0.5 + level / 2.0)
-    p = successes / total
-    denom = 1.0 + z * z / total
-    centre = (p + z * z / (2.0 * total)) / denom
-    half = z * math.sqrt(p * (1 - p) / total + z * z /
-                         (4.0 * total * total)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def roc_curve(scores: Sequence[float], labels: Sequence[int]):
-    """ROC points for 'malignant iff score >= t' over every distinct score
-    ``t`` (descending), starting at (0, 0) with ``t = inf``.
-
-    Returns ``(thresholds, fpr, tpr)`` arrays.
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    labels = np.asarray(labels)
-    thresholds = np.concatenate([[np.inf], np.unique(scores)[::-1]])
-    n_pos, n_neg = (labels == 1).sum(), (labels == 0).sum()
-    tpr = np.array([((scores >= t) & (labels == 1)).sum() / max(n_pos, 1)
-                    for t in thresholds])
-    fpr = np.array([((scores >= t) & (labels == 0)).sum() / max(n_neg, 1)
-                    for t in thresholds])
-    return thresholds, fpr, tpr
-
-
-def youden_threshold(scores: Sequence[float], labels: Sequence[int]) -> float:
-    """The score ``t`` maximising sensitivity + specificity - 1 for
-    'malignant iff score >= t' (the largest such ``t`` on ties)."""
-    thresholds, fpr, tpr = roc_curve(scores, labels)
-    j = tpr - fpr
-    j[0] = -np.inf  # t = inf predicts nothing malignant; not a usable cut
-    return float(thresholds[int(np.argmax(j))])
 
 
 def _runner_log_dir() -> Optional[str]:
@@ -158,6 +89,10 @@ class BinaryDiagnosticMetric(BaseMetric):
         save_curve (bool): Write the ROC PNG/CSV.
         prefix (str, optional): Metric key prefix (default ``'diag'``), e.g.
             ``'teacher'`` and ``'student'`` for two entries of one evaluator.
+        calibration (str | dict, optional): Calibration file (or its dict):
+            temperature applied to the scores, thresholds reported as
+            operating points.
+        ece_bins (int): Equal-mass bins of the ECE and reliability diagram.
     """
     default_prefix = 'diag'
 
@@ -171,7 +106,9 @@ class BinaryDiagnosticMetric(BaseMetric):
                  output_dir: Optional[str] = None,
                  save_curve: bool = True,
                  collect_device: str = 'cpu',
-                 prefix: Optional[str] = None) -> None:
+                 prefix: Optional[str] = None,
+                 calibration: Union[None, str, dict] = None,
+                 ece_bins: int = 10) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         if isinstance(threshold, str):
             if threshold != 'youden':
@@ -181,51 +118,20 @@ class BinaryDiagnosticMetric(BaseMetric):
             raise ValueError(f'threshold must be in [0, 1], got {threshold}')
         if not 0 < ci_level < 1:
             raise ValueError(f'ci_level must be in (0, 1), got {ci_level}')
-        if isinstance(missed_rule, str) and missed_rule not in ('wrong', 'benign'):
-            raise ValueError("missed_rule must be 'wrong', 'benign' or a "
-                             f'score, got {missed_rule!r}')
+        check_missed_rule(missed_rule)
         self.threshold = threshold
         self.positive_index = positive_index
         self.score_key = score_key
         self.ci_level = ci_level
-        self.missed_labels = self._load_missed(missed)
+        self.missed_labels = [lab for lab, _ in read_missed(missed)]
         self.missed_rule = missed_rule
         self.output_dir = output_dir
         self.save_curve = save_curve
-
-    @staticmethod
-    def _record_label(rec, where: str) -> int:
-        for key in ('true_label', 'gt_label'):
-            if rec.get(key) is not None and int(rec[key]) in (0, 1):
-                return int(rec[key])
-        path = rec.get('pathology')
-        if path in _PATHOLOGY:
-            return _PATHOLOGY[path]
-        raise ValueError(f'{where}: missed record {rec.get("file_name", rec)}'
-                         ' has no true_label / gt_label / pathology '
-                         '(benign|malignant)')
-
-    def _load_missed(self, missed) -> List[int]:
-        if missed is None:
-            return []
-        sources = [missed] if isinstance(missed, str) else list(missed)
-        labels = []
-        for src in sources:
-            if isinstance(src, str):
-                if not osp.isfile(src):
-                    raise FileNotFoundError(
-                        f'missed-detection file {src} does not exist')
-                records = load(src)
-                if not isinstance(records, list):
-                    raise ValueError(f'{src}: expected a list of image '
-                                     'records')
-                labels += [self._record_label(r, src) for r in records]
-            elif isinstance(src, dict):
-                labels.append(self._record_label(src, 'missed'))
-            else:
-                raise TypeError(f'missed entries must be paths or dicts, got '
-                                f'{type(src).__name__}')
-        return labels
+        if int(ece_bins) != ece_bins or ece_bins < 1:
+            raise ValueError(f'ece_bins must be a positive integer, got {ece_bins}')
+        self.ece_bins = int(ece_bins)
+        # loaded now so that a missing or malformed file fails before any evaluation
+        self.calibration = None if calibration is None else load_calibration(calibration)
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         for ds in data_samples:
@@ -245,21 +151,22 @@ class BinaryDiagnosticMetric(BaseMetric):
             self.results.append(
                 (float(score[self.positive_index]), label))
 
-    def _missed_score(self, label: int) -> float:
-        if self.missed_rule == 'wrong':
-            return 1.0 - label
-        if self.missed_rule == 'benign':
-            return 0.0
-        return float(self.missed_rule)
+    def samples(self, results: list):
+        """``(scores, labels, raw)`` every figure is computed from: the predictions' scores (temperature-scaled
+        when a calibration is given; ``raw`` without it) followed by the detector misses, scored by
+        ``missed_rule``."""
+        raw = np.asarray([s for s, _ in results], dtype=np.float64)
+        labels = [lab for _, lab in results]
+        # the temperature applies to the classifier's probabilities; a miss has none (its score is
+        # missed_rule's)
+        calibrated = raw if self.calibration is None else apply_temperature(
+            raw, self.calibration['temperature'])
+        missed = [missed_score(lab, self.missed_rule) for lab in self.missed_labels]
+        labels = np.asarray(labels + list(self.missed_labels), dtype=np.int64)
+        return np.concatenate([calibrated, missed]), labels, np.concatenate([raw, missed])
 
     def compute_metrics(self, results: list) -> dict:
-        scores = [s for s, _ in results]
-        labels = [lab for _, lab in results]
-        for lab in self.missed_labels:
-            scores.append(self._missed_score(lab))
-            labels.append(lab)
-        scores = np.asarray(scores, dtype=np.float64)
-        labels = np.asarray(labels, dtype=np.int64)
+        scores, labels, raw = self.samples(results)
         n_pos, n_neg = int((labels == 1).sum()), int((labels == 0).sum())
         out = dict(num_samples=float(len(labels)),
                    num_missed=float(len(self.missed_labels)))
@@ -289,11 +196,32 @@ class BinaryDiagnosticMetric(BaseMetric):
             out[f'{name}_ci_low'], out[f'{name}_ci_high'] = lo, hi
         out.update(threshold=thr, tp=float(tp), fn=float(n_pos - tp),
                    tn=float(tn), fp=float(n_neg - tn))
+        # added after the existing keys, which pick_metric (the first key
+        # ending in /<name>) must find first. A float missed_rule outside
+        # [0, 1] is a score but no probability: no ECE / Brier then.
+        is_prob = len(labels) > 0 and scores.min() >= 0 and scores.max() <= 1
+        if is_prob:
+            out.update(ece=expected_calibration_error(scores, labels,
+                                                      self.ece_bins),
+                       brier=brier_score(scores, labels))
+            if self.calibration is not None:  # side by side: before the temperature
+                out.update(ece_raw=expected_calibration_error(raw, labels, self.ece_bins),
+                           brier_raw=brier_score(raw, labels),
+                           temperature=float(self.calibration['temperature']))
+        else:
+            out.update(ece=float('nan'), brier=float('nan'))
+        for point, t in (self.calibration or {}).get('thresholds', {}).items():
+            fig = evaluate_at(scores, labels, t, self.ci_level)
+            for name in ('sensitivity', 'specificity', 'ppv', 'npv'):
+                for suffix in ('', '_ci_low', '_ci_high'):
+                    out[f'{point}/{name}{suffix}'] = fig[name + suffix]
         if self.save_curve and n_pos and n_neg:
-            self._save_curve(scores, labels, out)
+            self._save_curve(scores, labels, out, raw if is_prob else None)
         return out
 
-    def _save_curve(self, scores, labels, out) -> None:
+    def _save_curve(self, scores, labels, out, raw) -> None:
+        """ROC PNG/CSV, and the reliability PNG of ``raw`` (scores before
+        calibration; ``None``: not probabilities, no diagram) and ``scores``."""
         out_dir = self.output_dir or _runner_log_dir()
         if out_dir is None:
             return
@@ -330,3 +258,15 @@ class BinaryDiagnosticMetric(BaseMetric):
 
         atomic_write(csv_path, write_csv)
         atomic_write(png_path, write_png)
+        if raw is None:
+            return
+        if self.calibration is None:
+            plot_reliability(osp.join(out_dir, f'{name}_reliability.png'),
+                             scores, labels, n_bins=self.ece_bins,
+                             title=f'reliability ({name}), n={len(labels)}')
+        else:
+            plot_reliability(
+                osp.join(out_dir, f'{name}_reliability.png'), raw, labels,
+                calibrated=scores, n_bins=self.ece_bins,
+                title=f'reliability ({name}), n={len(labels)}, '
+                f"T={self.calibration['temperature']:.3g}")

@@ -18,13 +18,13 @@ statistics over instead.
 Everything else (teacher pseudo-labels, box jitter uncertainty, soft background weights, EMA teacher via
 mmdet's ``MeanTeacherHook``, teacher predictions at test time) is mmdet's SoftTeacher unchanged.
 
-:func:`export_teacher_detector` turns a checkpoint of this model into a plain detector checkpoint (the
-teacher's weights) for the detector's own config, e.g. for crop extraction.
+``tools/export_teacher_detector.py`` (:func:`mmbus.apis.export.export_teacher_detector`) turns a checkpoint
+of this model into a plain detector checkpoint (the teacher's weights) for the detector's own config, e.g. for
+crop extraction.
 """
 from typing import Optional
 
 import torch
-from mmengine.fileio import get_local_path
 from mmdet.models.detectors import SoftTeacher
 from mmdet.models.utils import reweight_loss_dict
 from mmdet.registry import MODELS
@@ -78,16 +78,3 @@ class GatedSoftTeacher(SoftTeacher):
             losses = reweight_loss_dict(losses, 0.)
         losses['unsup_num_images'] = batch_inputs.new_tensor(float(len(keep)))
         return losses
-
-
-def export_teacher_detector(checkpoint: str, out_file: str) -> str:
-    """Write the teacher of a semi-supervised detector checkpoint (``teacher.*`` keys) as a plain detector
-    checkpoint (``meta`` kept, no optimiser state), loadable with the supervised detector's config."""
-    with get_local_path(checkpoint) as path:
-        ckpt = torch.load(path, map_location='cpu')
-    state = ckpt.get('state_dict', ckpt)
-    teacher = {k[len('teacher.'):]: v for k, v in state.items() if k.startswith('teacher.')}
-    if not teacher:
-        raise ValueError(f'{checkpoint} holds no teacher.* weights: not a semi-supervised detector checkpoint')
-    torch.save(dict(meta=ckpt.get('meta', {}), state_dict=teacher), out_file)
-    return out_file

@@ -7,23 +7,24 @@ crops with its 95 % CI and the paired DeLong p-value, per grid point; a plot of 
 ``brightness_rho``, ``labelled_crops``) get a table of their own. Then the validation curves of every run
 and where its checkpoint was selected (a run still rising at its end was too short).
 
-``report.where`` restricts the main section to some grid points; ``report.targets`` checks the stage-2
-targets (the better semi-supervised method's gain, its paired significance, its gap to supervised-all);
+``report.where`` restricts the main section to some grid points; ``report.targets`` adds the check of a
+project's targets (:mod:`.targets`) on the main section's summary;
 ``report.subgroups`` repeats AUC and paired differences per subgroup of the test crops (the scanner);
 ``report.curves`` adds sections over other grid points (a learning curve).
 """
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
-from mmbus.evaluation.binary_diagnostic_metric import delong_auc
+from mmbus.evaluation.delong import delong_auc
 
 from .methods import title
 from .plots import plot_metric_by, plot_roc_panels, plot_validation_curves
+from .report import ReportContext
 from .results import fmt, is_num, load_json, load_rows, mean_std, md_table, paired_delong
 
 
-def paired_differences(study, rows: List[dict], baseline: str) -> List[dict]:
+def paired_differences(ctx: ReportContext, rows: List[dict], baseline: str) -> List[dict]:
     """One record per (test set, grid point, method != baseline) with :func:`paired_delong`."""
     out = []
     by = {(r['test_set'], r['gid'], r['method']): r for r in rows}
@@ -31,8 +32,8 @@ def paired_differences(study, rows: List[dict], baseline: str) -> List[dict]:
         b = by.get((ts, gid, baseline))
         if method == baseline or b is None:
             continue
-        sa, ya, _ = study.predictions(r)
-        sb, yb, _ = study.predictions(b)
+        sa, ya, _ = ctx.predictions(r)
+        sb, yb, _ = ctx.predictions(b)
         if len(sa) != len(sb) or (ya != yb).any():
             raise ValueError(f'{method} and {baseline} were not tested on the same crops ({ts}, {gid})')
         try:
@@ -44,27 +45,34 @@ def paired_differences(study, rows: List[dict], baseline: str) -> List[dict]:
     return out
 
 
-def comparison_report(study):
-    """The report's main section (rows matching ``report.where``), the targets, and one section per entry
-    of ``report.curves`` (``dict(name, x, where, title)``: e.g. a learning curve over ``labelled_share``
-    at one seed)."""
-    spec = study.spec.get('report', {})
-    rows = [r for r in load_rows(study.work_dir) if r['kind'] == 'classifier']
-    rep, md = comparison_section(study, select_rows(rows, spec.get('where')), spec.get('baseline', 'supervised_basic'),
-                                 spec.get('x', 'seed'), spec.get('title', study.name))
+def comparison_report(source, rows: Optional[List[dict]] = None):
+    """The report's main section (rows matching ``report.where``), the targets when the spec sets any, and one
+    section per entry of ``report.curves`` (``dict(name, x, where, title)``: e.g. a learning curve over
+    ``labelled_share`` at one seed). ``source``: a :class:`ReportContext` (or a live study); ``rows``: the
+    result rows (default: the work dir's)."""
+    ctx = ReportContext.of(source)
+    spec = ctx.report
+    rows = [r for r in (load_rows(ctx.work_dir) if rows is None else rows) if r['kind'] == 'classifier']
+    baseline = spec.get('baseline', 'supervised_basic')
+    main_rows = select_rows(rows, spec.get('where'))
+    rep, md = comparison_section(ctx, main_rows, baseline, spec.get('x', 'seed'), spec.get('title', ctx.name))
     rep['rows'] = rows
-    targets = spec.get('targets')
-    if targets:
-        rep['targets'] = check_targets(rep, targets, spec.get('baseline', 'supervised_basic'))
+    if spec.get('targets'):
+        from .targets import check_targets, targets_section
+        rep['targets'] = check_targets(rep, spec['targets'], baseline)
         md += targets_section(rep['targets'])
     if spec.get('subgroups'):
-        rep['subgroups'], sub_md = subgroup_section(study, select_rows(rows, spec.get('where')),
-                                                    spec.get('baseline', 'supervised_basic'), spec['subgroups'])
+        rep['subgroups'], sub_md = subgroup_section(ctx, main_rows, baseline, spec['subgroups'])
         md += sub_md
+    from .clinical import clinical_section
+    for ts in dict.fromkeys(r['test_set'] for r in main_rows):
+        crep, cmd = clinical_section(ctx, main_rows, ts, f'Calibration and operating points ({ts})')
+        if crep:
+            rep.setdefault('clinical', {})[ts] = crep
+            md += cmd
     for c in spec.get('curves', []):
         name = c.get('name', c['x'])
-        crep, cmd = comparison_section(study, select_rows(rows, c.get('where')),
-                                       spec.get('baseline', 'supervised_basic'), c['x'], c.get('title', name),
+        crep, cmd = comparison_section(ctx, select_rows(rows, c.get('where')), baseline, c['x'], c.get('title', name),
                                        prefix=f'{name}_', level='#')
         rep.setdefault('curves', {})[name] = crep
         md += cmd
@@ -78,14 +86,14 @@ def select_rows(rows: List[dict], where=None) -> List[dict]:
     return [r for r in rows if all(k in r['grid'] and match(r['grid'][k], v) for k, v in (where or {}).items())]
 
 
-def comparison_section(study, rows: List[dict], baseline: str, x_key: str, heading: str, prefix: str = '',
+def comparison_section(ctx: ReportContext, rows: List[dict], baseline: str, x_key: str, heading: str, prefix: str = '',
                        level: str = ''):
-    methods = [m for m in study.methods if any(r['method'] == m for r in rows)]
+    methods = [m for m in ctx.methods if any(r['method'] == m for r in rows)]
     gids = list(dict.fromkeys(r['gid'] for r in rows))
-    rep = dict(study=study.name, schedule=study.schedule, summary={}, paired=[])
-    md = [f'#{level} {heading}\n', f'Schedule `{study.schedule}`; {len(gids)} grid point(s) x '
+    rep = dict(study=ctx.name, schedule=ctx.schedule, summary={}, paired=[])
+    md = [f'#{level} {heading}\n', f'Schedule `{ctx.schedule}`; {len(gids)} grid point(s) x '
           f'{len(methods)} method(s). Test AUC [DeLong 95% CI].\n']
-    paired = paired_differences(study, rows, baseline) if baseline in methods else []
+    paired = paired_differences(ctx, rows, baseline) if baseline in methods else []
     rep['paired'] = paired
     for ts in dict.fromkeys(r['test_set'] for r in rows):
         cell = {(r['gid'], r['method']): r for r in rows if r['test_set'] == ts}
@@ -121,9 +129,9 @@ def comparison_section(study, rows: List[dict], baseline: str, x_key: str, headi
         x_rows = [r for r in cell.values() if x_key in r['grid']]
         if x_rows:
             png = f'{prefix}auc_by_{x_key}_{ts}.png'
-            plot_metric_by(x_rows, x_key, study.p('report', png),
+            plot_metric_by(x_rows, x_key, ctx.p('report', png),
                            'labelled share (%)' if x_key == 'labelled_share' else x_key,
-                           f'{study.name}: {ts}', percent_x=x_key == 'labelled_share')
+                           f'{ctx.name}: {ts}', percent_x=x_key == 'labelled_share')
             md += [f'![AUC by {x_key}]({png})\n']
         panels: Dict[str, dict] = {}
         for g in gids:
@@ -132,21 +140,21 @@ def comparison_section(study, rows: List[dict], baseline: str, x_key: str, headi
                 r = cell.get((g, m))
                 if r is None:
                     continue
-                s, y, _ = study.predictions(r)
+                s, y, _ = ctx.predictions(r)
                 if len(s) and (y == 1).any() and (y == 0).any():
                     curves[m] = (s, y, r['metrics'])
             panels[f'{ts} {g or ""}'.strip()] = curves
         if panels:
             png = f'{prefix}roc_{ts}.png'
-            plot_roc_panels(panels, study.p('report', png))
+            plot_roc_panels(panels, ctx.p('report', png))
             md += [f'![ROC]({png})\n']
-    md += convergence_section(study, rows, methods, gids, prefix, level)
+    md += convergence_section(ctx, rows, methods, gids, prefix, level)
     return rep, md
 
 
-def subgroup_labels(study, key: str, names: Dict[str, str]) -> Dict[int, str]:
+def subgroup_labels(ctx: ReportContext, key: str, names: Dict[str, str]) -> Dict[int, str]:
     """image id -> subgroup (the image key ``key`` of the internal COCO files, renamed by ``names``)."""
-    sets = getattr(study.layout, 'sets', {})
+    sets = ctx.sets
     if 'internal' not in sets:
         return {}
     out = {}
@@ -158,20 +166,20 @@ def subgroup_labels(study, key: str, names: Dict[str, str]) -> Dict[int, str]:
     return out
 
 
-def subgroup_section(study, rows: List[dict], baseline: str, sub: dict):
+def subgroup_section(ctx: ReportContext, rows: List[dict], baseline: str, sub: dict):
     """Per subgroup of the test crops (``sub = dict(key, names, title)``, e.g. the scanner): each
     method's mean AUC over the grid points and the mean paired difference against ``baseline``, with
     how many grid points had p < 0.05. A gain that holds in every scanner is not one scanner's artefact."""
-    labels = subgroup_labels(study, sub['key'], sub.get('names', {}))
+    labels = subgroup_labels(ctx, sub['key'], sub.get('names', {}))
     if not labels:
         return {}, []
     out: Dict[str, dict] = {}
     by = {(r['test_set'], r['gid'], r['method']): r for r in rows}
     for (ts, gid, m), r in sorted(by.items()):
-        s, y, ids = study.predictions(r)
+        s, y, ids = ctx.predictions(r)
         groups = np.array([labels.get(i, 'unknown') for i in ids])
         b = by.get((ts, gid, baseline))
-        sb = study.predictions(b)[0] if b is not None else None
+        sb = ctx.predictions(b)[0] if b is not None else None
         for g in sorted({str(x) for x in groups}):
             k = groups == g
             if len(set(np.asarray(y)[k])) < 2:
@@ -186,7 +194,7 @@ def subgroup_section(study, rows: List[dict], baseline: str, sub: dict):
                 cell['diff'].append(st['diff'])
                 cell['sig'] += int(st['p_value'] < 0.05 and st['diff'] > 0)
     md = []
-    methods = [m for m in study.methods if any(m in c for g in out.values() for c in g.values())]
+    methods = [m for m in ctx.methods if any(m in c for g in out.values() for c in g.values())]
     for ts, groups in out.items():
         table = []
         for g, cells in groups.items():
@@ -203,22 +211,20 @@ def subgroup_section(study, rows: List[dict], baseline: str, sub: dict):
     return out, md
 
 
-def convergence_section(study, rows: List[dict], methods: List[str], gids: List[str], prefix: str = '',
+def convergence_section(ctx: ReportContext, rows: List[dict], methods: List[str], gids: List[str], prefix: str = '',
                         level: str = '') -> List[str]:
     """Validation curves (one panel per grid point) and where each run's selected checkpoint lies."""
     first = {}
     for r in rows:
         first.setdefault((r['gid'], r['method']), r)
-    runs = {(r['gid'], r['method']): r for r in study.runs}
     panels: Dict[str, dict] = {}
     table = []
     for g in gids:
         for m in methods:
-            run = runs.get((g, m))
-            if run is None or (g, m) not in first:
+            if (g, m) not in first:
                 continue
-            c = study.curves(run)
-            if c['curves'].get(c['monitor']):
+            c = ctx.curves(first[(g, m)])  # the run's curves, from the folder its row names
+            if c and c['curves'].get(c['monitor']):
                 panels.setdefault(g or 'all', {})[m] = c
             v = first[(g, m)].get('convergence') or {}
             if not v.get('validations'):
@@ -227,62 +233,13 @@ def convergence_section(study, rows: List[dict], methods: List[str], gids: List[
                           str(v['trained_iters']), 'yes: schedule too short' if v['still_rising'] else 'no'])
     md = []
     if panels:
-        plot_validation_curves(panels, study.p('report', f'{prefix}validation_curves.png'))
+        plot_validation_curves(panels, ctx.p('report', f'{prefix}validation_curves.png'))
         md += [f'##{level} Validation curves\n', f'![validation curves]({prefix}validation_curves.png)\n']
     if table:
         md += ['Selection: the checkpoint with the best value of the monitored validation metric.\n',
                md_table(['Grid point', 'Method', 'monitor', 'best', 'at iteration', 'trained iterations',
                          'still rising at the end'], table), '']
     return md
-
-
-def check_targets(rep: dict, targets: dict, baseline: str) -> dict:
-    """The stage-2 targets on ``targets['test_set']``: the better semi-supervised method (``targets['ssl']``)
-    at least ``gain`` above ``baseline`` on the mean over grid points, with paired p < ``p`` on at least
-    ``min_significant`` of them, and within ``gap`` of ``targets['upper']`` (supervised-all)."""
-    ts = targets.get('test_set', next(iter(rep['summary']), None))
-    summ = rep['summary'].get(ts, {})
-    upper = targets.get('upper', 'supervised_all')
-    base = summ.get(baseline, {}).get('mean')
-    out = dict(test_set=ts, baseline=baseline, upper=upper, gain=targets.get('gain', 0.05),
-               gap=targets.get('gap', 0.02), p=targets.get('p', 0.05),
-               min_significant=targets.get('min_significant', 2), methods={})
-    for m in targets.get('ssl', ['mean_teacher', 'fixmatch']):
-        mean = summ.get(m, {}).get('mean')
-        if not (is_num(mean) and is_num(base)):
-            continue
-        pts = [p for p in rep['paired'] if p['test_set'] == ts and p['method'] == m]
-        sig = sum(p['p_value'] is not None and p['p_value'] < out['p'] and p['diff'] > 0 for p in pts)
-        up = summ.get(upper, {}).get('mean')
-        res = dict(mean=mean, gain=mean - base, significant=sig, of=len(pts),
-                   gap_to_upper=(up - mean) if is_num(up) else None)
-        # a float tolerance: 0.85 - 0.80 is 0.04999... and meets a +0.05 target
-        res['gain_met'] = res['gain'] >= out['gain'] - 1e-9
-        res['significance_met'] = sig >= out['min_significant']
-        res['gap_met'] = res['gap_to_upper'] is not None and res['gap_to_upper'] <= out['gap'] + 1e-9
-        res['met'] = res['gain_met'] and res['significance_met'] and res['gap_met']
-        out['methods'][m] = res
-    best = max(out['methods'], key=lambda m: out['methods'][m]['mean'], default=None)
-    out['best_ssl'] = best
-    out['met'] = bool(best and out['methods'][best]['met'])
-    return out
-
-
-def targets_section(t: dict) -> List[str]:
-    yes = {True: 'met', False: '**not met**'}
-    rows = []
-    for m, r in t['methods'].items():
-        rows.append([title(m), f"{r['mean']:.3f}",
-                     f"{r['gain']:+.3f} (target ≥ {t['gain']:+.2f}): {yes[r['gain_met']]}",
-                     f"{r['significant']}/{r['of']} (target ≥ {t['min_significant']}): {yes[r['significance_met']]}",
-                     (f"{r['gap_to_upper']:+.3f} (target ≤ {t['gap']:.2f}): {yes[r['gap_met']]}"
-                      if r['gap_to_upper'] is not None else 'n/a')])
-    verdict = (f"The better semi-supervised method ({title(t['best_ssl'])}) "
-               f"{'meets' if t['met'] else 'does not meet'} every target." if t['best_ssl'] else
-               'No semi-supervised method was run.')
-    return [f"## Targets ({t['test_set']})\n",
-            md_table(['Method', 'mean AUC', f"gain over {title(t['baseline'])}", f"seeds with paired p < {t['p']}",
-                      f"behind {title(t['upper'])}"], rows), '', verdict, '']
 
 
 def paired_table(paired: List[dict], tests: Dict[str, dict]) -> str:

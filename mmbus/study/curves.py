@@ -15,15 +15,25 @@ def scalars_file(run_dir: str) -> Optional[str]:
     return files[-1] if files else None
 
 
-def read_curves(run_dir: str) -> Dict[str, Curve]:
-    """``{'loss': [(iter, value)], '<val metric>': [(iter, value)], ...}``. Validation records carry
-    the epoch as their step; it becomes the last training iteration logged in that epoch. Earlier
-    scalar files of a resumed run are read first, so the curves cover the whole run."""
-    files = sorted(glob.glob(osp.join(run_dir, '*', 'vis_data', 'scalars.json')))
+def read_curves(run_dir: Optional[str] = None, files: Optional[List[str]] = None,
+                val_interval: Optional[int] = None, max_iters: Optional[int] = None) -> Dict[str, Curve]:
+    """``{'loss': [(iter, value)], '<val metric>': [(iter, value)], ...}`` from the scalar files of a run
+    (``<run_dir>/<timestamp>/vis_data/scalars.json``, earlier files of a resumed run first, so the curves cover
+    the whole run; or the ``files`` given). The iteration of a validation record:
+
+    * its ``iter``, if it has one;
+    * epoch loops: the last training iteration logged in the epoch its ``step`` names;
+    * iteration loops logging by iteration: its ``step``;
+    * iteration loops logging by "epoch" (``step`` 0 throughout): the k-th validation at ``k * val_interval``
+      (the last at ``max_iters``) when the interval is given, else the last training iteration logged before it.
+    """
+    if files is None:
+        files = sorted(glob.glob(osp.join(run_dir, '*', 'vis_data', 'scalars.json')))
     train: Curve = []
     val: Dict[str, Curve] = {}
     epoch_end: Dict[int, int] = {}
-    pending = []
+    pending = []  # (validation record, last training iteration logged before it)
+    last = 0
     for f in files:
         with open(f) as fh:
             for line in fh:
@@ -33,18 +43,30 @@ def read_curves(run_dir: str) -> Dict[str, Curve]:
                 rec = json.loads(line)
                 if 'loss' in rec and 'iter' in rec:
                     it = int(rec['iter'])
+                    last = max(last, it)
                     train.append((it, float(rec['loss'])))
                     if 'epoch' in rec:
                         epoch_end[int(rec['epoch'])] = max(it, epoch_end.get(int(rec['epoch']), 0))
                 else:
-                    pending.append(rec)
-    for rec in pending:
+                    pending.append((rec, last))
+    steps = [int(r.get('step', 0)) for r, _ in pending if 'iter' not in r]
+    by_iter_steps = bool(steps) and steps[0] > 0 and all(a < b for a, b in zip(steps, steps[1:]))
+    for k, (rec, last_before) in enumerate(pending):
         step = int(rec.get('step', 0))
-        it = epoch_end.get(step, step) if 'iter' not in rec else int(rec['iter'])
-        for k, v in rec.items():
-            if k in ('step', 'epoch', 'iter') or not isinstance(v, (int, float)):
+        if 'iter' in rec:
+            it = int(rec['iter'])
+        elif step in epoch_end:
+            it = epoch_end[step]
+        elif by_iter_steps and not (val_interval and step < val_interval):
+            it = step
+        elif val_interval:
+            it = (k + 1) * val_interval if not max_iters else min((k + 1) * val_interval, max_iters)
+        else:
+            it = last_before or step
+        for name, v in rec.items():
+            if name in ('step', 'epoch', 'iter') or not isinstance(v, (int, float)):
                 continue
-            val.setdefault(k, []).append((it, float(v)))
+            val.setdefault(name, []).append((it, float(v)))
     out = {'loss': _dedup(train)}
     out.update({k: _dedup(v) for k, v in val.items()})
     return out

@@ -9,6 +9,9 @@
   read-only). ``where`` / ``where_not`` (``{key: regex}``) keep only some images; ``external_where`` holds
   images of the same dataset out as the external test set (e.g. ``{'device': 'Toshiba|U-Systems'}`` with
   ``where_not`` the same: a scanner never seen in training).
+* ``coco``: a dataset converted and split already (``root`` holds the images and
+  ``annotations/{basic_train,extended_train,val,test}.json`` with file names relative to it: the converter's
+  output, or its compact copy made by ``tools/gpu/compact_coco.py`` for a GPU machine); nothing is converted.
 * ``synthetic_crops``: generated nodule crops for stage 2 only (one crop set per grid seed).
 * ``crops``: a prepared crops folder (``tools/extract_crops.py`` output, e.g. a compact letterboxed copy made
   by ``tools/analysis/letterbox_crops.py`` for a GPU machine) for stage 2 only; ``root`` is that folder and
@@ -117,6 +120,16 @@ def image_data(data: dict, work_dir: str) -> DataLayout:
                                             data.get('external_title', 'External test'))
         fmt = data.get('format', 'busi')
         ext_fmt = data.get('external_format') or fmt
+    elif kind == 'coco':
+        if not data.get('root'):
+            raise ValueError('data.root is required for data.type="coco" (a converted dataset folder)')
+        a = resolve_path(data['root'], work_dir)
+        missing = [x for x in SPLITS if not osp.isfile(osp.join(a, 'annotations', f'{x}.json'))]
+        if missing:
+            raise FileNotFoundError(f"data.type='coco': {a}/annotations lacks "
+                                    f"{', '.join(m + '.json' for m in missing)} (the converter's output is expected)")
+        out.sets['internal'] = ImageSet(a, a, data.get('title', 'Internal test'))
+        return out
     else:
         raise ValueError(f'unknown data.type {kind!r}')
     s = out.sets['internal']

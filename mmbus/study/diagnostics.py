@@ -27,7 +27,7 @@ def median_grey(path: str, source: str) -> float:
 
 
 def orientation_auc(preds: List[dict]) -> Optional[float]:
-    from mmbus.evaluation.binary_diagnostic_metric import delong_auc
+    from mmbus.evaluation.delong import delong_auc
     shapes = np.array([p['ori_shape'][:2] for p in preds], dtype=np.int64)
     keep = shapes[:, 0] != shapes[:, 1]
     portrait = (shapes[:, 0] > shapes[:, 1])[keep]
@@ -37,7 +37,7 @@ def orientation_auc(preds: List[dict]) -> Optional[float]:
 
 
 def brightness_rho(preds: List[dict], source: str = 'predictions') -> float:
-    from mmbus.evaluation.binary_diagnostic_metric import midrank
+    from mmbus.evaluation.delong import midrank
     grey = np.array([median_grey(p['img_path'], source) for p in preds])
     return float(np.corrcoef(midrank(_scores(preds)), midrank(grey))[0, 1])
 

@@ -27,7 +27,7 @@ def save_fig(fig, path: str) -> str:
 def plot_roc_panels(panels: Dict[str, Dict[str, tuple]], path: str) -> str:
     """One panel per entry of ``panels`` (panel title -> {method: (scores, labels, auc_metrics)}); the
     curve is the metric's :func:`roc_curve`, the legend its AUC with the DeLong 95 % CI."""
-    from mmbus.evaluation.binary_diagnostic_metric import roc_curve
+    from mmbus.evaluation.operating_points import roc_curve
     plt = _plt()
     k = max(1, len(panels))
     fig, axes = plt.subplots(1, k, figsize=(5 * k, 5), dpi=100, squeeze=False)

@@ -5,22 +5,125 @@ sensitivity / specificity / accuracy / AUC with 95 % CIs per method and test set
 detections) or ``comparison`` (methods over a grid: per grid point AUC with CI, mean and sd over seeds,
 paired differences against a baseline with a paired DeLong test; see :mod:`.comparison`). Both end with
 the commands that ran and the library versions. Paths are written relative to the work dir.
+
+A report is a function of the work dir alone: the result rows (``rows/*.json``) and the files they name
+(predictions, crops, misses, calibration, training curves), ``study_state.json`` (the commands) and
+``report_context.json`` (what the engine knew when it built the stages: the study's name, schedule, data,
+methods, test sets, image sets and report settings; written by the report stage, and derived from the spec
+the study saved, ``study_spec.py``, where a work dir lacks it). So a finished work dir, or a copy of it,
+rebuilds its report without the study::
+
+    python -m mmbus.study.report WORK_DIR
 """
+import argparse
 import os
 import os.path as osp
 import platform
 import shlex
 import subprocess
-from typing import Dict
+import sys
+from typing import Dict, List, Optional
 
+from mmbus.classes import CLASSES
+from mmbus.utils.checkpoint import find_checkpoint
 from mmbus.utils.io import atomic_write, atomic_write_json
 from .methods import METHODS, title
 from .plots import detection_examples, plot_detections, plot_roc_panels
-from .results import (fmt, fmt_pct_ci, is_num, load_json, load_rows, md_table,
+from .results import (fmt, fmt_pct_ci, is_num, load_json, load_predictions, load_rows, md_table,
                       pathology_label, pick_metric)
 from .configs import REPO_ROOT
-from .data import resolve_path
+from .curves import read_curves
+from .data import ImageSet, resolve_path
 from .stages import STATE_FILE
+
+CONTEXT_FILE = 'report_context.json'
+SPEC_FILE = 'study_spec.py'
+
+
+class ReportContext:
+    """What a report reads besides the rows, all from the work dir: ``context`` is ``report_context.json``
+    (:meth:`Study.report_context`); ``report`` replaces its ``report`` settings. Paths the context holds under
+    the work dir the study ran in are read under ``work_dir``, so a moved or copied work dir still reports."""
+
+    def __init__(self, work_dir: str, context: dict, report: Optional[dict] = None):
+        self.work_dir = osp.abspath(work_dir)
+        #: where the study ran: its commands (study_state.json) name this folder
+        self.origin = osp.abspath(context.get('work_dir') or self.work_dir)
+        self.name = context.get('name', 'study')
+        self.schedule = context.get('schedule', '')
+        self.data = dict(context.get('data') or {})
+        self.methods = list(context.get('methods') or [])
+        self.test_sets = [dict(t) for t in context.get('test_sets') or []]
+        self.sets = {n: ImageSet(self.here(s['images']), self.here(s['ann_root']), s['title'])
+                     for n, s in (context.get('sets') or {}).items()}
+        self.train_crops = context.get('train_crops', 'main')
+        self.export_teacher = bool(context.get('export_teacher'))
+        self.report = dict(context.get('report') or {} if report is None else report)
+        self._predictions: Dict[tuple, tuple] = {}
+
+    @classmethod
+    def load(cls, work_dir: str, report: Optional[dict] = None) -> 'ReportContext':
+        """The context of a finished work dir; ``report`` replaces its ``report`` settings (a report redrawn
+        with other targets or grid points)."""
+        work_dir = osp.abspath(work_dir)
+        context = load_json(osp.join(work_dir, CONTEXT_FILE))
+        if context is None:
+            # a work dir whose report stage wrote no context: the spec the study saved says the same,
+            # through the engine
+            spec_file = osp.join(work_dir, SPEC_FILE)
+            if not osp.isfile(spec_file):
+                raise FileNotFoundError(f'{work_dir} holds neither {CONTEXT_FILE} nor {SPEC_FILE}: not a study '
+                                        'work dir')
+            from mmengine.config import Config
+
+            from .engine import Study
+            study = Study(Config.fromfile(spec_file), work_dir)
+            study.build()
+            context = study.report_context()
+        return cls(work_dir, context, report)
+
+    @classmethod
+    def of(cls, source) -> 'ReportContext':
+        """The context of a live :class:`Study` (what its report stage writes), else ``source`` itself."""
+        if not hasattr(source, 'report_context'):
+            return source
+        return cls(source.work_dir, source.report_context())
+
+    def here(self, path: str) -> str:
+        """``path`` moved from the work dir the study ran in to this one."""
+        if path == self.origin or path.startswith(self.origin + '/'):
+            return self.work_dir + path[len(self.origin):]
+        return path
+
+    def p(self, *parts) -> str:
+        return osp.join(self.work_dir, *parts)
+
+    def rel(self, path: str) -> str:
+        return osp.relpath(path, self.work_dir)
+
+    def predictions(self, row: dict):
+        """(scores, labels, image ids) of a result row's test, misses included; read once per report
+        (tables, ROC curves and paired tests all use them)."""
+        rule = row.get('missed_rule', 'wrong')
+        key = (row['predictions'], row['crops'], row['missed'], rule)
+        if key not in self._predictions:
+            self._predictions[key] = load_predictions(*(self.p(k) for k in key[:3]), missed_rule=rule)
+        return self._predictions[key]
+
+    def curves(self, row: dict) -> Optional[dict]:
+        """The validation curves of a row's run (``run_dir``) with its monitored metrics (``monitors``):
+        ``dict(curves, monitor, raw)``; None for a row that names neither."""
+        mon = row.get('monitors')
+        if not row.get('run_dir') or not mon:
+            return None
+        curves = read_curves(self.p(row['run_dir']))
+        monitor, skip = mon['monitor'], mon.get('skip', 0)
+        if skip and monitor in curves:  # placeholders, not measurements
+            curves[monitor] = curves[monitor][skip:]
+        return dict(curves=curves, monitor=monitor, raw=mon.get('raw', monitor))
+
+    def test_title(self, name: str) -> str:
+        return next((t.get('title', name) for t in self.test_sets if t['name'] == name), name)
 
 
 def environment() -> Dict[str, str]:
@@ -52,21 +155,20 @@ def split_counts(ann_file: str):
     for ann in coco['annotations']:
         lab = img_label.get(ann['image_id'])
         if lab is not None:
-            out[('benign', 'malignant')[lab]] += 1
+            out[CLASSES[lab]] += 1
     out['total'] = out['benign'] + out['malignant']
     return out
 
 
-def shown_path(study, text: str) -> str:
+def shown_path(ctx: ReportContext, text: str) -> str:
     """A command-line word as the report shows it: the work dir as ``$WORK_DIR``, the data roots as
     ``$DATA_ROOT`` / ``$EXTERNAL_ROOT``, the repository as ``.`` and the interpreter as ``python``, so a
     committed report holds no path of the machine it ran on."""
-    import sys
     if text == sys.executable:
         return 'python'
-    roots = [(study.work_dir, '$WORK_DIR')]
+    roots = [(ctx.work_dir, '$WORK_DIR'), (ctx.origin, '$WORK_DIR')]
     roots += [(s.images, '$DATA_ROOT' if n == 'internal' else '$EXTERNAL_ROOT')
-              for n, s in study.layout.sets.items() if not s.images.startswith(REPO_ROOT)]
+              for n, s in ctx.sets.items() if not s.images.startswith(REPO_ROOT)]
     roots.append((REPO_ROOT, '.'))
     for root, name in roots:
         root = root.rstrip('/')
@@ -75,9 +177,9 @@ def shown_path(study, text: str) -> str:
     return text
 
 
-def commands_section(study) -> tuple:
-    state = load_json(osp.join(study.work_dir, STATE_FILE), {}).get('stages', {})
-    cmds = [dict(stage=n, cmd=[shown_path(study, c) for c in s['cmd']], wall_s=s.get('wall_s'))
+def commands_section(ctx: ReportContext) -> tuple:
+    state = load_json(ctx.p(STATE_FILE), {}).get('stages', {})
+    cmds = [dict(stage=n, cmd=[shown_path(ctx, c) for c in s['cmd']], wall_s=s.get('wall_s'))
             for n, s in state.items() if s.get('cmd')]
     total = sum(c['wall_s'] or 0 for c in cmds)
     md = ['## Commands\n', 'Each stage as the study ran it, from the repository root ($WORK_DIR: the study\'s work '
@@ -87,36 +189,43 @@ def commands_section(study) -> tuple:
     return md + ['```\n'], cmds
 
 
-def make_report(study) -> dict:
-    kind = study.spec.get('report', {}).get('type', 'paper')
-    os.makedirs(study.p('report'), exist_ok=True)
+def make_report(work_dir: str, report: Optional[dict] = None) -> dict:
+    """Write ``<work_dir>/report/`` from the work dir alone (see the module docstring); ``report`` replaces
+    the saved spec's ``report`` settings."""
+    ctx = ReportContext.load(work_dir, report)
+    return write_report(load_rows(ctx.work_dir), ctx)
+
+
+def write_report(rows: List[dict], ctx: ReportContext) -> dict:
+    """The report of ``rows`` (result rows) in ``ctx``'s work dir."""
+    kind = ctx.report.get('type', 'paper')
+    os.makedirs(ctx.p('report'), exist_ok=True)
     if kind == 'paper':
-        rep, md = paper_report(study)
+        rep, md = paper_report(ctx, rows)
     elif kind == 'comparison':
         from .comparison import comparison_report
-        rep, md = comparison_report(study)
+        rep, md = comparison_report(ctx, rows)
     else:
         raise ValueError(f'unknown report.type {kind!r}; choose from paper, comparison')
-    cmd_md, rep['commands'] = commands_section(study)
+    cmd_md, rep['commands'] = commands_section(ctx)
     rep['environment'] = environment()
     md += cmd_md + ['## Versions\n', md_table(['package', 'version'], list(rep['environment'].items())), '']
-    path = study.p('report', 'report.md')
+    path = ctx.p('report', 'report.md')
     atomic_write(path, lambda tmp: open(tmp, 'w').write('\n'.join(md) + '\n'))
-    atomic_write_json(rep, study.p('report', 'report.json'), indent=1, default=str)
+    atomic_write_json(rep, ctx.p('report', 'report.json'), indent=1, default=str)
     print(f'report written to {path}')
     return rep
 
 
-def paper_report(study):
-    rows = load_rows(study.work_dir)
-    sets = study.layout.sets
-    crop_dir = study.p('crops', study.spec.get('train_crops', 'main'))
-    rep = dict(study=study.name, schedule=study.schedule,
-               data={k: shown_path(study, resolve_path(v, study.work_dir)) if k.endswith('root') and v else v
-                     for k, v in study.data.items()})
+def paper_report(ctx: ReportContext, rows: List[dict]):
+    sets = ctx.sets
+    crop_dir = ctx.p('crops', ctx.train_crops)
+    rep = dict(study=ctx.name, schedule=ctx.schedule,
+               data={k: shown_path(ctx, resolve_path(v, ctx.origin)) if k.endswith('root') and v else v
+                     for k, v in ctx.data.items()})
     md = ['# Two-stage breast nodule study: report\n',
-          f"Study `{study.name}`; data `{study.data['type']}`; schedule `{study.schedule}`"
-          f"{' (toy run: numbers are meaningless)' if study.schedule == 'toy' else ''}.\n"]
+          f"Study `{ctx.name}`; data `{ctx.data['type']}`; schedule `{ctx.schedule}`"
+          f"{' (toy run: numbers are meaningless)' if ctx.schedule == 'toy' else ''}.\n"]
     # Table 1
     t1, trows = {}, []
     names = [('A', s, s) for s in ('basic_train', 'extended_train', 'val', 'test')]
@@ -157,12 +266,12 @@ def paper_report(study):
            'was detected).\n']
     # Tables 3/4 + ROC
     panels, t34, probs = {}, {}, {}
-    tests = {t['name']: t for t in study.test_sets()}
+    tests = {t['name']: t for t in ctx.test_sets}
     for n, ts in enumerate(tests, 3):
         t = tests[ts]
         label = t.get('title', ts)
         trows, t34[ts], panels[label] = [], {}, {}
-        for method in study.methods:
+        for method in ctx.methods:
             r = next((r for r in rows if r['kind'] == 'classifier' and r['method'] == method
                       and r['test_set'] == ts), None)
             m = r['metrics'] if r else {}
@@ -175,7 +284,7 @@ def paper_report(study):
                           int(ns) if is_num(ns) else '-'])
             if r is None:
                 continue
-            s, y, ids = study.predictions(r)
+            s, y, ids = ctx.predictions(r)
             if len(s) and (y == 1).any() and (y == 0).any():
                 panels[label][method] = (s, y, m)
             if method == 'mean_teacher':
@@ -187,28 +296,59 @@ def paper_report(study):
     rep['tables34_classification'] = t34
     from .comparison import paired_differences, paired_table
     cls_rows = [r for r in rows if r['kind'] == 'classifier']
-    if 'supervised_basic' in study.methods:
-        rep['paired'] = paired_differences(study, cls_rows, 'supervised_basic')
+    if 'supervised_basic' in ctx.methods:
+        rep['paired'] = paired_differences(ctx, cls_rows, 'supervised_basic')
         md += ['## Paired differences against supervised-basic\n', paired_table(rep['paired'], tests), '',
                'AUC difference on the same test crops with its 95% CI and the paired DeLong p-value.\n']
-    plot_roc_panels(panels, study.p('report', 'roc_curves.png'))
+    plot_roc_panels(panels, ctx.p('report', 'roc_curves.png'))
     md += ['## ROC curves\n', '![ROC curves](roc_curves.png)\n']
-    # detections
+    from .clinical import clinical_section
+    for ts, t in tests.items():
+        crep, cmd = clinical_section(ctx, cls_rows, ts, f"Calibration and operating points, {t.get('title', ts)}")
+        if crep:
+            rep.setdefault('clinical', {})[ts] = crep
+            md += cmd
+    # detections: the main detector's test predictions, as its rows name them
     from mmengine.fileio import load
+    main_det = {r['test_set']: r for r in rows if r['kind'] == 'detector' and r['method'] == 'detector'}
     examples = []
     for ts, s in sets.items():
-        pkl = study.p('eval', f'detector_{ts}', 'predictions.pkl')
-        if osp.isfile(pkl):
+        pkl = ctx.p(main_det[ts]['predictions']) if ts in main_det else None
+        if pkl and osp.isfile(pkl):
             examples += detection_examples(load_json(s.ann('test')), s.images, load(pkl),
                                            probs.get(ts, {}), ts)
     if examples:
-        plot_detections(examples, study.p('report', 'detections.png'))
+        plot_detections(examples, ctx.p('report', 'detections.png'))
         md += ['## Example detections\n', 'Ground truth yellow, detection red, mean-teacher malignancy '
                'probability in the title.\n', '![detections](detections.png)\n']
-    if study.spec.get('export_teacher'):
+    if ctx.export_teacher:
         md += ['## Using the trained models\n', 'Two-stage inference on new images, from the work dir:\n',
                '```bash', 'python tools/infer.py IMAGES_OR_FOLDER --det-config configs/detector.py '
-               f'--det-checkpoint {study.rel(study.det_ckpt()) if osp.isdir(study.p("detector")) else "CKPT"} '
+               f'--det-checkpoint {detector_checkpoint(ctx, main_det.get("internal"))} '
                '--cls-config export/teacher_config.py --cls-checkpoint export/teacher.pth '
                '--out-dir outputs/infer', '```\n']
     return rep, md
+
+
+def detector_checkpoint(ctx: ReportContext, row: Optional[dict]) -> str:
+    """The main detector's checkpoint relative to the work dir: the one its row names; for a row written
+    without it, the detector's best checkpoint in its folder; ``CKPT`` when there is no detector."""
+    if row and row.get('checkpoint'):
+        return row['checkpoint']
+    if osp.isdir(ctx.p('detector')):
+        return ctx.rel(find_checkpoint(ctx.p('detector'), prefer_best=True))
+    return 'CKPT'
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description='Rebuild a study\'s report (report/) from its finished work dir '
+                                'alone: rows, the files they name, study_spec.py, study_state.json and '
+                                f'{CONTEXT_FILE}.')
+    p.add_argument('work_dir', help='a study work dir (tools/run_study.py --work-dir)')
+    a = p.parse_args(argv)
+    make_report(a.work_dir)
+    print(f"[study] report: {osp.join(osp.abspath(a.work_dir), 'report', 'report.md')}")
+
+
+if __name__ == '__main__':
+    main()

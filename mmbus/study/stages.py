@@ -35,8 +35,10 @@ import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, List, Optional, Sequence, Union
 
+from mmbus.engine import DEADLINE_MARKER  # written by DeadlineHook into a work dir whose run it stopped
 from mmbus.utils.io import atomic_write_json
 
 STATE_FILE = 'study_state.json'
@@ -75,6 +77,8 @@ class Stage:
     ``cmd`` (argv, or a callable returning it once earlier stages ran) runs as a subprocess; ``func``
     runs in-process instead. ``inputs`` (list or callable) are fingerprinted into the key; ``outputs``
     must exist after success; ``work_dir`` marks a training stage (resume source, cleared on a new key).
+    ``env`` (a callable returning variables, called when the stage starts) adds to the tool's environment
+    without entering the key: values that differ from run to run, such as a deadline, do not void a resume.
     """
     name: str
     cmd: Union[None, Sequence[str], Callable[[], Sequence[str]]] = None
@@ -83,6 +87,7 @@ class Stage:
     work_dir: Optional[str] = None
     func: Optional[Callable[[], None]] = None
     desc: str = ''
+    env: Optional[Callable[[], dict]] = None
 
     def resolve(self) -> None:
         if callable(self.cmd):
@@ -255,8 +260,13 @@ def tail(path: str, n: int = 40) -> str:
         return ''
 
 
+#: sys.stdout is one per process: in-process stages redirect it to their log one at a time, and the runner's
+#: console lines wait for them, so no line lands in another stage's log or in a closed file
+STDOUT_LOCK = threading.RLock()
+
+
 def _run_func(func: Callable[[], None], log: str) -> int:
-    with open(log, 'w') as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+    with STDOUT_LOCK, open(log, 'w') as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         try:
             func()
             return 0
@@ -292,19 +302,21 @@ class StageRunner:
     """Runs (or skips) stages under one work dir; see the module docstring."""
 
     def __init__(self, work_dir: str, force: Sequence[str] = (), jobs: int = 1, cwd: Optional[str] = None,
-                 env: Optional[dict] = None, progress_every: float = 20.0):
+                 env: Optional[dict] = None, progress_every: float = 20.0, keep_going: bool = False):
         self.work_dir, self.jobs, self.cwd, self.env = work_dir, max(1, int(jobs)), cwd, env
+        #: keep_going: a failed stage ends its own chain only; stages whose inputs it never made are
+        #: 'blocked', everything else runs, and StageFailed names all failures at the end (``make -k``)
+        self.keep_going, self.failures = keep_going, []
         self.progress_every = progress_every
         self.force_patterns, self.force = list(force), set()
         os.makedirs(osp.join(work_dir, 'logs'), exist_ok=True)
         self.state = StudyState(osp.join(work_dir, STATE_FILE))
         self.records: List[dict] = []
         self._lock_fd: Optional[int] = None
-        self._print_lock = threading.Lock()
         self.total = 0
 
     def say(self, msg: str) -> None:
-        with self._print_lock:
+        with STDOUT_LOCK:
             print(msg, flush=True)
 
     # -- locking -----------------------------------------------------------------------------------
@@ -341,15 +353,28 @@ class StageRunner:
                 if isinstance(it, Parallel):
                     self._run_parallel(it)
                 else:
-                    self._run_one(it)
+                    self._guarded(self._run_one, it)
         finally:
             self.release()
+        if self.failures:
+            raise StageFailed(f'{len(self.failures)} stage(s) failed: ' + '; '.join(self.failures))
         return self.records
+
+    def _guarded(self, fn, arg) -> None:
+        try:
+            fn(arg)
+        except StageFailed as e:
+            if not self.keep_going:
+                raise
+            self.failures.append(str(e))
 
     def _run_parallel(self, chains: Parallel) -> None:
         def chain_fn(chain):
             for st in chain:
                 self._run_one(st)
+
+        if self.keep_going:
+            chain_fn = partial(self._guarded, chain_fn)
 
         if self.jobs == 1 or len(chains) == 1:
             for c in chains:
@@ -367,10 +392,21 @@ class StageRunner:
                 raise
 
     def _run_one(self, st: Stage) -> None:
-        key = st.key()
-        prev = self.state.get(st.name)
         log = osp.join(self.work_dir, 'logs', f'{st.name}.log')
         head = f'[study] {self.index[st.name]}/{self.total} {st.name}'
+        try:
+            key = st.key()
+            missing = [p for p in st.inputs if not osp.exists(p)] if self.keep_going else []
+        except FileNotFoundError as e:  # an input derived from an earlier stage's output (a checkpoint)
+            if not self.keep_going:
+                raise
+            missing = [str(e)]
+        if missing:  # an earlier stage failed to make them: this one cannot run either
+            self.say(f'{head}: blocked, inputs missing: {missing}')
+            self.records.append(dict(name=st.name, status='blocked', wall_s=None))
+            self.failures.append(f'{st.name} blocked (inputs missing)')
+            return
+        prev = self.state.get(st.name)
         forced = st.name in self.force
         if (not forced and prev.get('key') == key and prev.get('status') == 'done'
                 and all(osp.exists(p) for p in st.outputs)):
@@ -393,8 +429,11 @@ class StageRunner:
         if cmd is not None:
             watcher = _Watcher(log, head, self.say, self.progress_every)
             watcher.start()
+            env = self.env
+            if st.env is not None:
+                env = dict(os.environ if env is None else env, **{k: str(v) for k, v in st.env().items()})
             try:
-                rc = run_command(cmd, log, self.cwd, self.env, pass_fds=[self._lock_fd] if self._lock_fd else [])
+                rc = run_command(cmd, log, self.cwd, env, pass_fds=[self._lock_fd] if self._lock_fd else [])
             finally:
                 watcher.stop.set()
         else:
@@ -407,13 +446,20 @@ class StageRunner:
             why = f'exit status {rc}' if rc != 0 else f'outputs missing: {missing}'
             self.say(f'{head}: FAILED ({why}) after {wall:.1f} s; last lines of {log}:\n{tail(log)}')
             raise StageFailed(f'stage {st.name} failed ({why}); see {log}')
+        if st.work_dir is not None and osp.isfile(osp.join(st.work_dir, DEADLINE_MARKER)):
+            # ended by its deadline, not by its schedule: the next run resumes it instead of skipping it
+            self.state.set(st.name, status='stopped', rc=0, wall_s=wall, finished=time.time())
+            self.records.append(dict(name=st.name, status='ran', wall_s=wall))
+            self.say(f'{head}: stopped at its deadline after {wall:.1f} s (a rerun resumes it)')
+            return
         self.state.set(st.name, status='done', rc=0, wall_s=wall, finished=time.time())
         self.records.append(dict(name=st.name, status='ran', wall_s=wall))
         self.say(f'{head}: done in {wall:.1f} s')
 
 
 def summary_line(records: Sequence[dict], total: int, wall: float) -> str:
-    """'N ran, N skipped, N failed, N not run' over all ``total`` stages."""
+    """'N ran, N skipped, N failed, N not run' over all ``total`` stages (blocked ones are not run)."""
     count = {s: sum(r['status'] == s for r in records) for s in ('ran', 'skipped', 'failed')}
+    not_run = total - count['ran'] - count['skipped'] - count['failed']
     return (f"[study] {count['ran']} ran, {count['skipped']} skipped, {count['failed']} failed, "
-            f'{total - len(records)} not run; wall time {wall:.0f} s')
+            f'{not_run} not run; wall time {wall:.0f} s')

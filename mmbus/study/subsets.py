@@ -12,9 +12,8 @@ import random
 from collections import defaultdict
 from typing import Dict, List, Sequence
 
+from mmbus.classes import CLASSES
 from mmbus.utils.io import atomic_write_json
-
-CLASSES = ['benign', 'malignant']
 
 
 def load_crops(path: str) -> List[dict]:
@@ -104,7 +103,7 @@ def write_share_datasets(records: Sequence[dict], share: float, out_dir: str,
         else:
             r['gt_label'] = -1
             unlabelled.append(r)
-    meta = dict(classes=CLASSES, share=share, seed=seed)
+    meta = dict(classes=list(CLASSES), share=share, seed=seed)
     os.makedirs(out_dir, exist_ok=True)
     for name, lst in (('labelled', labelled), ('unlabelled', unlabelled)):
         atomic_write_json(dict(metainfo=dict(meta, subset=name), data_list=lst),

@@ -1,16 +1,20 @@
 """The one checkpoint loader of mmbus, and the checks that a checkpoint is what a tool is about to use.
 
 * :func:`load_checkpoint_safely` reads a file with ``torch.load(weights_only=True)`` and the allow-list of
-  :mod:`mmbus.compat` (the non-tensor types mmengine writes). A pickle asking for anything else (a crafted
-  ``.pth`` can run a shell command when it is unpickled) is refused, and so is a truncated or corrupt
-  file, each with a :class:`CheckpointError` that names the file. :func:`register_safe_local_loader` puts
+  :func:`allow_mmengine_checkpoints` (the non-tensor types mmengine writes). A pickle asking for anything
+  else (a crafted ``.pth`` can run a shell command when it is unpickled) is refused, and so is a truncated or
+  corrupt file, each with a :class:`CheckpointError` that names the file. :func:`register_safe_local_loader` puts
   it behind mmengine's ``CheckpointLoader`` for local paths, so ``Runner.load_checkpoint`` / ``resume``,
   ``mmdet.apis.init_detector``, ``mmpretrain.apis.init_model`` and the inferencers use it too.
 * :func:`check_checkpoint_fits` compares a checkpoint's state dict with the model built from a config: a
   checkpoint of another model (a detector on a classifier config, or the reverse) would otherwise load with
   a few "missing keys" warnings and give believable numbers from untrained weights.
-* :func:`find_resumable_checkpoint` is ``--resume`` without a path: the checkpoint ``last_checkpoint`` names,
+* :func:`find_checkpoint` is the checkpoint of a work dir (the best one on request), and
+  :func:`find_resumable_checkpoint` is ``--resume`` without a path: the checkpoint ``last_checkpoint`` names,
   verified, else the newest intact ``epoch_*.pth`` / ``iter_*.pth``, else a message naming what to delete.
+
+:mod:`mmbus.compat` applies the allow-list and the loader at import time; this module imports nothing of mmbus
+(torch, numpy and mmengine only inside the functions that need them).
 """
 import os
 import os.path as osp
@@ -36,6 +40,59 @@ class CheckpointMismatchError(CheckpointError):
     """The checkpoint's weights do not belong to the model the config builds."""
 
 
+# ------------------------------------------------------------------------------------------- allow-list
+def _numpy_types():
+    """numpy objects that appear in pickled arrays, scalars and dtypes (numpy 1.x and 2.x names)."""
+    import numpy as np
+    types = [np.ndarray, np.dtype]
+    core = getattr(np, '_core', None) or np.core
+    types += [core.multiarray._reconstruct, core.multiarray.scalar]
+    dtypes = getattr(np, 'dtypes', None)  # numpy >= 1.25: one class per dtype (Float64DType, ...)
+    if dtypes is not None:
+        types += [getattr(dtypes, n) for n in dir(dtypes)
+                  if n.endswith('DType') and isinstance(getattr(dtypes, n), type)]
+    return types
+
+
+def _history_buffer_getattr(obj, name):
+    """Stands in for ``builtins.getattr`` while unpickling: a ``HistoryBuffer`` pickles its statistics
+    methods as ``getattr(HistoryBuffer, 'min')``; nothing else may be looked up."""
+    from mmengine.logging import HistoryBuffer
+    allowed = {'min', 'max', 'current', 'mean'} | set(HistoryBuffer._statistics_methods)
+    if obj is HistoryBuffer and name in allowed:
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(
+        f'checkpoint asks for attribute {name!r} of {obj!r}; only HistoryBuffer statistics are allowed')
+
+
+def allow_mmengine_checkpoints():
+    """Allow-list the non-tensor types of mmengine checkpoints for ``torch.load(weights_only=True)``."""
+    import torch
+    add_safe_globals = getattr(torch.serialization, 'add_safe_globals', None)
+    if add_safe_globals is None:  # torch < 2.4 loads everything anyway
+        return
+    from mmengine.logging import HistoryBuffer
+    safe = [HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr')] + _numpy_types()
+    try:  # numpy 1.x pickles reference numpy.core.multiarray even when numpy 2 loads them
+        import numpy.core.multiarray as legacy_multiarray
+        safe.append(legacy_multiarray._reconstruct)
+    except Exception:  # pragma: no cover - numpy without the legacy alias
+        pass
+    add_safe_globals(safe)
+
+
+_SAFE_LOADING = []
+
+
+def use_safe_loading() -> None:
+    """The allow-list and the safe local loader (:func:`register_safe_local_loader`) in place, once."""
+    if not _SAFE_LOADING:
+        allow_mmengine_checkpoints()
+        register_safe_local_loader()
+        _SAFE_LOADING.append(True)
+
+
+# ---------------------------------------------------------------------------------------------- loading
 def _unsafe_detail(message: str) -> str:
     for line in message.splitlines():
         line = line.strip()
@@ -46,7 +103,8 @@ def _unsafe_detail(message: str) -> str:
 
 
 def load_checkpoint_safely(filename: str, map_location='cpu', mmap: bool = False):
-    """``torch.load`` with ``weights_only=True`` (mmengine's own types allow-listed, see :mod:`mmbus.compat`).
+    """``torch.load`` with ``weights_only=True`` (mmengine's own types allow-listed, see
+    :func:`allow_mmengine_checkpoints`).
 
     Args:
         filename: a local ``.pth`` file.
@@ -60,7 +118,7 @@ def load_checkpoint_safely(filename: str, map_location='cpu', mmap: bool = False
     """
     import torch
 
-    from mmbus import compat  # noqa: F401  (the allow-list must be in place)
+    use_safe_loading()  # the allow-list must be in place
     filename = osp.expanduser(str(filename))
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint not found: {filename}')
@@ -207,7 +265,7 @@ def check_checkpoint_fits(model, checkpoint, checkpoint_path: str, config_path: 
                                   'config it was trained with).')
 
 
-# ---------------------------------------------------------------------------------------------- resuming
+# ------------------------------------------------------------------------------------------------ finding
 _STEP_RE = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
 
 
@@ -224,23 +282,60 @@ def _training_checkpoints(work_dir: str) -> List[str]:
     return [p for _, _, p in sorted(found, reverse=True)]
 
 
-def find_resumable_checkpoint(work_dir: str, log=print) -> Optional[str]:
-    """The checkpoint ``--resume`` (no path) continues from, verified to load.
+def _best_checkpoints(work_dir: str) -> List[str]:
+    """``best_*.pth`` of ``work_dir`` (kept by ``CheckpointHook(save_best=...)``), oldest first."""
+    if not osp.isdir(work_dir):
+        return []
+    return sorted((osp.join(work_dir, f) for f in os.listdir(work_dir)
+                   if f.startswith('best_') and f.endswith('.pth')), key=lambda p: (osp.getmtime(p), p))
 
-    The file named by ``<work_dir>/last_checkpoint`` when it loads; else, with a warning through ``log``, the
-    newest intact ``epoch_*.pth`` / ``iter_*.pth`` (``best_*.pth`` is never taken: it is not where training
-    stopped). ``None`` when the work dir has no checkpoint at all (a fresh start).
+
+def _marked_checkpoint(work_dir: str) -> Optional[str]:
+    """The file ``<work_dir>/last_checkpoint`` names (``None`` without a marker or with an empty one).
+
+    mmengine writes the path as the run saw it: relative to the directory it ran in, or absolute in a
+    work dir since moved or copied. A path outside ``work_dir`` is read as the file of that name in
+    ``work_dir`` when there is one (a copied work dir resumes from its own checkpoint, not the original's,
+    even while the original still exists); else as written (``CheckpointHook(out_dir=...)`` saves elsewhere).
+    """
+    marker = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(marker):
+        return None
+    with open(marker) as f:
+        named = f.read().strip() or None
+    if named:
+        own = osp.join(work_dir, osp.basename(named))
+        outside = not osp.isfile(named) or not osp.samefile(osp.dirname(osp.abspath(named)), work_dir)
+        if outside and osp.isfile(own):
+            named = own
+    return named
+
+
+def find_checkpoint(work_dir: str, prefer_best: bool = False, log=print, required: bool = True) -> Optional[str]:
+    """The checkpoint of a training work dir: the one finder of mmbus (tools, the study engine).
+
+    With ``prefer_best``, the newest ``best_*.pth`` kept by ``CheckpointHook(save_best=...)`` (the model
+    chosen on validation) when there is one. Otherwise the file ``<work_dir>/last_checkpoint`` names (a
+    relative or stale absolute path is read in ``work_dir``, see :func:`_marked_checkpoint`) when it loads;
+    else, with a warning through ``log``, the newest intact ``epoch_*.pth`` / ``iter_*.pth`` (``best_*.pth``
+    is not taken there: it is not where training stopped).
+
+    Args:
+        work_dir: the training work dir.
+        prefer_best: take the best checkpoint when there is one.
+        log: receives the warning of a fallback.
+        required: raise ``FileNotFoundError`` when the work dir has no checkpoint at all; else return ``None``.
 
     Raises:
+        FileNotFoundError: no checkpoint at all (only with ``required``).
         CorruptCheckpointError: checkpoints exist but none loads; the message says what to delete.
     """
+    if prefer_best:
+        best = _best_checkpoints(work_dir)
+        if best:
+            return best[-1]
     pointer = osp.join(work_dir, 'last_checkpoint')
-    named = None
-    if osp.isfile(pointer):
-        with open(pointer) as f:
-            named = f.read().strip() or None
-        if named and not osp.isfile(named) and osp.isfile(osp.join(work_dir, osp.basename(named))):
-            named = osp.join(work_dir, osp.basename(named))  # a relative path written from another directory
+    named = _marked_checkpoint(work_dir)
     problems = []
     if named:
         try:
@@ -257,13 +352,14 @@ def find_resumable_checkpoint(work_dir: str, log=print) -> Optional[str]:
             problems.append((path, str(e)))
             continue
         if problems:
-            log(f'WARNING: {problems[0][1]}. Resuming from the previous intact checkpoint {path} instead')
+            log(f'WARNING: {problems[0][1]}. Using the previous intact checkpoint {path} instead')
         return path
     if not problems:
-        return None  # nothing to resume from: a fresh run
+        if required:
+            raise FileNotFoundError(f'no checkpoint in {work_dir} (no {pointer}); did training finish?')
+        return None
     bad = [p for p, _ in problems if osp.isfile(p)]
-    best = sorted(f for f in os.listdir(work_dir) if f.startswith('best_') and f.endswith('.pth')) \
-        if osp.isdir(work_dir) else []
+    best = [osp.basename(p) for p in _best_checkpoints(work_dir)]
     hint = ''
     if best:
         hint = (f' (or resume from the best checkpoint on purpose: --resume {osp.join(work_dir, best[-1])})')
@@ -271,3 +367,9 @@ def find_resumable_checkpoint(work_dir: str, log=print) -> Optional[str]:
     raise CorruptCheckpointError(
         f'cannot resume in {work_dir}: {problems[0][1]}. No intact epoch_*/iter_* checkpoint is left to resume '
         f'from; to start this run again from scratch, delete: {delete}{hint}')
+
+
+def find_resumable_checkpoint(work_dir: str, log=print) -> Optional[str]:
+    """The checkpoint ``--resume`` (no path) continues from, verified to load: :func:`find_checkpoint`
+    without the best checkpoint, ``None`` when the work dir has no checkpoint at all (a fresh start)."""
+    return find_checkpoint(work_dir, log=log, required=False)

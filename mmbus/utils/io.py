@@ -12,7 +12,16 @@ import tempfile
 
 
 def current_umask() -> int:
-    """The process umask (read and restored: ``os.umask`` can only be read by setting it)."""
+    """The process umask: read from ``/proc/self/status`` where there is one (without changing it, so no other
+    thread creates a file under a wrong umask meanwhile), else set and restored (``os.umask`` can only be read
+    by setting it)."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

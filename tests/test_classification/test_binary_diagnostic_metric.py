@@ -186,3 +186,112 @@ def test_auc_invariant_to_order():
         s = [scores[i] for i in perm]
         y = [labels[i] for i in perm]
         assert delong_auc(s, y)[0] == pytest.approx(0.75)
+
+
+# ------------------------------------------------------------- calibration
+# 10 malignant, 5 benign (the hand-worked set of test_operating_points)
+CAL_SCORES = [0.98, 0.95, 0.90, 0.85, 0.80, 0.70, 0.60, 0.50, 0.40, 0.20,
+              0.75, 0.45, 0.30, 0.15, 0.05]
+CAL_LABELS = [1] * 10 + [0] * 5
+CAL_POINTS = {'sensitivity_0.95': 0.20, 'sensitivity_0.90': 0.40,
+              'youden': 0.50}
+
+
+def calibration(temperature):
+    return dict(temperature=temperature, thresholds=CAL_POINTS,
+                fitted_on=dict(n=15, malignant=10, source='val.pkl'))
+
+
+def test_metric_operating_points_equal_evaluate_at(tmp_path):
+    from mmbus.evaluation.operating_points import evaluate_at
+    m = BinaryDiagnosticMetric(output_dir=str(tmp_path), prefix='t',
+                               calibration=calibration(1.0))
+    res = run_metric(m, CAL_SCORES, CAL_LABELS)
+    # the metric sees the float32 scores of the data samples
+    seen = np.float32(CAL_SCORES).astype(np.float64)
+    figures = [f'{n}{s}' for n in ('sensitivity', 'specificity', 'ppv', 'npv')
+               for s in ('', '_ci_low', '_ci_high')]
+    for point, t in CAL_POINTS.items():
+        ref = evaluate_at(seen, CAL_LABELS, t)
+        for f in figures:
+            assert res[f't/{point}/{f}'] == pytest.approx(ref[f], nan_ok=True)
+    # hand-worked at sensitivity_0.90 (t = 0.40): TP 9 FN 1 FP 2 TN 3
+    assert res['t/sensitivity_0.90/ppv'] == pytest.approx(9 / 11)
+    assert res['t/sensitivity_0.90/npv'] == pytest.approx(3 / 4)
+    plain = run_metric(BinaryDiagnosticMetric(save_curve=False, prefix='t'),
+                       CAL_SCORES, CAL_LABELS)
+    assert {'t/ece', 't/brier'} <= set(plain)  # reported with or without
+    assert set(res) - set(plain) == \
+        {f't/{p}/{f}' for p in CAL_POINTS for f in figures} | {'t/ece_raw', 't/brier_raw', 't/temperature'}
+    # with a calibration, the figures before it stand beside: at T = 1 they are the calibrated ones
+    assert (res['t/ece_raw'], res['t/brier_raw'], res['t/temperature']) == (res['t/ece'], res['t/brier'], 1.0)
+    # T = 1 changes nothing else
+    assert {k: res[k] for k in plain} == pytest.approx(plain)
+    assert (tmp_path / 't_reliability.png').read_bytes()[:4] == b'\x89PNG'
+
+
+def test_metric_temperature_keeps_auc_changes_ece(tmp_path):
+    path = tmp_path / 'calibration.json'
+    json.dump(calibration(2.5), open(path, 'w'))
+    one = run_metric(BinaryDiagnosticMetric(save_curve=False,
+                                            calibration=calibration(1.0)),
+                     CAL_SCORES, CAL_LABELS)
+    hot = run_metric(BinaryDiagnosticMetric(save_curve=False,
+                                            calibration=str(path)),
+                     CAL_SCORES, CAL_LABELS)
+    assert hot['diag/auc'] == pytest.approx(one['diag/auc'])  # monotone
+    assert hot['diag/auc_ci_low'] == pytest.approx(one['diag/auc_ci_low'])
+    assert hot['diag/ece'] != pytest.approx(one['diag/ece'])
+    assert hot['diag/brier'] != pytest.approx(one['diag/brier'])
+    # T = 2.5 pulls scores towards 0.5: the fixed threshold 0.40 now sits at
+    # a raw score of sigmoid(2.5 logit(0.4)) = 0.27, calling benign 0.30 and
+    # 0.45 malignant too but the malignant 0.20 still benign
+    assert hot['diag/sensitivity_0.90/sensitivity'] == pytest.approx(0.9)
+    assert hot['diag/sensitivity_0.90/specificity'] == pytest.approx(0.4)
+
+
+def test_metric_ece_brier_without_calibration(tmp_path):
+    from mmbus.evaluation.calibration import brier_score
+    res = run_metric(BinaryDiagnosticMetric(output_dir=str(tmp_path)),
+                     [0.9, 0.8, 0.4, 0.7, 0.3], [1, 1, 1, 0, 0])
+    # Brier: (0.01 + 0.04 + 0.36 + 0.49 + 0.09) / 5 = 0.198
+    assert res['diag/brier'] == pytest.approx(0.198, abs=1e-6)
+    assert res['diag/brier'] == pytest.approx(
+        brier_score(np.float32([0.9, 0.8, 0.4, 0.7, 0.3]), [1, 1, 1, 0, 0]))
+    assert 0 <= res['diag/ece'] <= 1
+    assert not [k for k in res if k.count('/') > 1]  # no operating points
+    assert (tmp_path / 'diag_reliability.png').is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith('.tmp')]
+
+
+def test_metric_calibration_misses_keep_their_score(tmp_path):
+    missed = tmp_path / 'val_missed.json'
+    json.dump([{'file_name': 'a.png', 'pathology': 'malignant'}],
+              open(missed, 'w'))
+    res = run_metric(BinaryDiagnosticMetric(save_curve=False,
+                                            missed=str(missed),
+                                            calibration=calibration(2.5)),
+                     CAL_SCORES, CAL_LABELS)
+    # the malignant miss scores 0 (a false negative at every threshold):
+    # sensitivity at t=0.20 (calibrated) drops to 10/11
+    assert res['diag/sensitivity_0.95/sensitivity'] == pytest.approx(10 / 11)
+
+
+def test_metric_bad_calibration(tmp_path):
+    bad = tmp_path / 'cal.json'
+    json.dump({'temperature': 1.0, 'thresholds': {'youden': 0.5}}, open(bad, 'w'))
+    with pytest.raises(ValueError, match="cal.json: missing key 'fitted_on'"):
+        BinaryDiagnosticMetric(calibration=str(bad))
+    with pytest.raises(FileNotFoundError, match='nope.json'):
+        BinaryDiagnosticMetric(calibration=str(tmp_path / 'nope.json'))
+
+
+def test_metric_non_probability_miss_score(tmp_path):
+    # missed_rule 1.5 is a valid score for the ROC but no probability
+    res = run_metric(BinaryDiagnosticMetric(output_dir=str(tmp_path),
+                                            missed=[{'pathology': 'benign'}],
+                                            missed_rule=1.5),
+                     [0.9, 0.2], [1, 0])
+    assert math.isnan(res['diag/ece']) and math.isnan(res['diag/brier'])
+    assert (tmp_path / 'diag_roc.png').is_file()
+    assert not (tmp_path / 'diag_reliability.png').exists()

@@ -5,21 +5,24 @@ from types import SimpleNamespace
 
 import pytest
 from mmengine.logging import MessageHub
+from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
 from mmbus.engine.hooks.iter_patience_early_stopping_hook import IterPatienceEarlyStoppingHook
 from mmbus.engine.hooks.smoothed_metric_hook import SmoothedMetricHook
 
 
-class EpochLoop:
-    def __init__(self, val_interval, iters_per_epoch):
+class EpochLoop(EpochBasedTrainLoop):
+    def __init__(self, val_interval, iters_per_epoch):  # the attributes the hooks read, no runner
         self.val_interval, self._max_epochs = val_interval, 10
         self.dataloader = [None] * iters_per_epoch
         self.stop_training = False
 
 
-class IterLoop:
+class IterLoop(IterBasedTrainLoop):
     def __init__(self, val_interval):
         self.val_interval, self._max_iters = val_interval, 1000
+        # as mmengine's own iteration loop: one big "epoch" over an infinite sampler's dataloader
+        self._max_epochs, self.dataloader = 1, [None] * 113
         self.stop_training = False
 
 

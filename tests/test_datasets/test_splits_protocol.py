@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mmbus.datasets.converters import (UnionFind, convert_and_split, find_duplicates,
+from mmbus.datasets.converters import (connected_groups, convert_and_split, find_duplicates,
                                        leakage_groups, parse_split_spec, split_dataset)
 from mmbus.datasets.converters.duplicates import hamming_pairs
 from mmbus.datasets.converters.splits import SPLITS, write_split_outputs
@@ -126,11 +126,9 @@ def test_split_files_and_summary(tmp_path):
 
 # ----------------------------------------------------------------------------- duplicates
 def test_union_find_and_hamming():
-    uf = UnionFind([1, 2, 3, 4, 5])
-    uf.union(1, 2)
-    uf.union(4, 5)
-    uf.union(2, 5)
-    assert sorted(sorted(g) for g in uf.groups()) == [[1, 2, 4, 5], [3]]
+    # 1-2, 4-5 and 2-5 join four images; 3 stays alone; 7-6 adds a pair of new items (first seen: 7)
+    assert connected_groups([1, 2, 3, 4, 5], [(1, 2), (4, 5), (2, 5), (7, 6)]) == [[1, 2, 4, 5], [3], [7, 6]]
+    assert connected_groups([], [(1, 2, 3)]) == [[1, 2, 3]]
     # 0x00.. vs 0x01.. differ in 1 bit, vs 0x03.. in 2 bits; 0xff.. is 8 bits from 0x00..
     hashes = ['00' * 32, '01' + '00' * 31, '03' + '00' * 31, 'ff' + '00' * 31]
     assert hamming_pairs(hashes, 1) == [(0, 1, 1), (1, 2, 1)]

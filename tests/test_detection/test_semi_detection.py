@@ -19,7 +19,7 @@ from mmengine.runner import load_checkpoint
 import mmbus.registry  # noqa: F401
 import mmbus.datasets.semi_sampler as semi_sampler_mod
 from mmbus.datasets.semi_det_sampler import LabelledUnlabelledDetSampler
-from mmbus.models.gated_soft_teacher import export_teacher_detector
+from mmbus.apis.export import export_teacher_detector
 from det_fixtures import PYTHON, REPO, make_bus_coco, tiny_detector_cfg
 
 QUICK = osp.join(REPO, 'configs/mmbus/soft_teacher_faster_rcnn_vgg16_bus_cpu_quick.py')

@@ -6,9 +6,10 @@ import numpy as np
 
 import pytest
 
-from mmbus.study.comparison import check_targets, select_rows
+from mmbus.study.comparison import select_rows
 from mmbus.study.curves import convergence, read_curves
 from mmbus.study.engine import grid_plan
+from mmbus.study.targets import check_targets
 
 METHODS = ['mean_teacher', 'fixmatch', 'supervised_basic', 'supervised_all']
 
@@ -102,16 +103,34 @@ def test_subgroups_by_hand(tmp_path):
     labels = np.array([1, 1, 0, 0, 1, 1, 0, 0])
     preds = {'mt': np.array([.9, .8, .2, .1, .6, .4, .5, .3]), 'sb': np.array([.9, .2, .8, .1, .6, .4, .5, .3])}
     rows = [dict(test_set='gt', gid='s0', method=m, grid={}) for m in ('mt', 'sb')]
-    study = SimpleNamespace(methods={'mt': {}, 'sb': {}},
-                            layout=SimpleNamespace(sets={'internal': SimpleNamespace(
-                                ann=lambda split: str(ann / f'{split}.json'))}),
-                            predictions=lambda r: (preds[r['method']], labels, list(range(8))))
-    out, md = subgroup_section(study, rows, 'sb', dict(key='device', names={'B': 'scanner B'}))
+    ctx = SimpleNamespace(methods=['mt', 'sb'],
+                          sets={'internal': SimpleNamespace(ann=lambda split: str(ann / f'{split}.json'))},
+                          predictions=lambda r: (preds[r['method']], labels, list(range(8))))
+    out, md = subgroup_section(ctx, rows, 'sb', dict(key='device', names={'B': 'scanner B'}))
     a, b = out['gt']['A'], out['gt']['scanner B']
     assert a['mt']['auc'] == [1.0] and a['sb']['auc'] == [0.75] and a['mt']['n'] == 4
     assert a['mt']['diff'] == [pytest.approx(0.25)]
     # scanner B: identical scores, AUC (1 + 1 + 0 + 1) / 4 = 0.75 for both, difference 0
     assert b['mt']['auc'] == [0.75] and b['mt']['diff'] == [0.0] and b['mt']['sig'] == 0
     assert 'scanner B' in '\n'.join(md)
-    empty = SimpleNamespace(methods={}, layout=SimpleNamespace(sets={}))
+    empty = SimpleNamespace(methods=[], sets={})
     assert subgroup_section(empty, rows, 'sb', dict(key='device')) == ({}, [])
+
+
+def test_report_context_reads_what_the_rows_name(tmp_path):
+    """A row names its run's folder and monitored metrics: the report's curves come from there, without the
+    smoothing hook's leading placeholders; paths of the folder the study ran in are read in this one."""
+    from mmbus.study.report import ReportContext
+    _scalars(tmp_path / 'runs' / 'mt' / '20260101_000000' / 'vis_data' / 'scalars.json', [
+        dict(loss=0.7, epoch=1, iter=20, step=20), {'diag/auc': 0.6, 'diag/auc_smooth': 0.0, 'step': 1},
+        dict(loss=0.6, epoch=2, iter=40, step=40), {'diag/auc': 0.8, 'diag/auc_smooth': 0.7, 'step': 2}])
+    ctx = ReportContext(str(tmp_path), dict(name='s', work_dir='/far/away/work', methods=['mt'], sets=dict(
+        internal=dict(images='/far/away/work/data/a', ann_root='/data/a', title='Internal test'))))
+    row = dict(run_dir='runs/mt', monitors=dict(monitor='diag/auc_smooth', raw='diag/auc', skip=1))
+    c = ctx.curves(row)
+    assert c['monitor'] == 'diag/auc_smooth' and c['raw'] == 'diag/auc'
+    assert c['curves']['diag/auc_smooth'] == [(40, 0.7)] and c['curves']['diag/auc'] == [(20, 0.6), (40, 0.8)]
+    assert ctx.curves(dict(run_dir='runs/mt')) is None  # a row that names no monitor: no curves
+    assert ctx.sets['internal'].images == str(tmp_path / 'data' / 'a') and ctx.sets['internal'].ann_root == '/data/a'
+    assert ctx.report == {} and ReportContext(str(tmp_path), dict(report=dict(type='paper'))).report == dict(
+        type='paper')

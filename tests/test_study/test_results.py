@@ -48,7 +48,7 @@ def test_rows_and_metric_names(tmp_path):
 
 def test_predictions_with_missed_images(tmp_path):
     preds = [dict(pred_score=np.array([0.2, 0.8]), gt_label=np.array([1]), img_path='/c/test/n1.png'),
-             dict(pred_score=np.array([0.6, 0.4]), gt_label=np.array([-1]), img_path='/c/test/n2.png')]
+             dict(pred_score=np.array([0.6, 0.4]), gt_label=np.array([0]), img_path='/c/test/n2.png')]
     with open(tmp_path / 'p.pkl', 'wb') as f:
         pickle.dump(preds, f)
     import json
@@ -61,3 +61,57 @@ def test_predictions_with_missed_images(tmp_path):
                                  str(tmp_path / 'missed.json'))
     # misses are wrong answers: a missed malignant nodule scores 0, a missed benign one 1
     assert s.tolist() == [0.8, 0.4, 0.0, 1.0] and y.tolist() == [1, 0, 1, 0] and ids == [1, 2, 3, 4]
+    # the metric's other rule: a miss is called benign (score 0)
+    s, y, _ = load_predictions(str(tmp_path / 'p.pkl'), None, str(tmp_path / 'missed.json'), missed_rule='benign')
+    assert s.tolist() == [0.8, 0.4, 0.0, 0.0] and y.tolist() == [1, 0, 1, 0]
+
+
+def test_unlabelled_predictions_and_misses_are_errors_naming_the_file(tmp_path):
+    import json
+    with open(tmp_path / 'p.pkl', 'wb') as f:
+        pickle.dump([dict(pred_score=np.array([0.6, 0.4]), gt_label=np.array([-1]), img_path='n2.png')], f)
+    with pytest.raises(ValueError, match=r'p\.pkl: prediction for n2\.png has gt_label -1'):
+        load_predictions(str(tmp_path / 'p.pkl'))
+    with open(tmp_path / 'ok.pkl', 'wb') as f:
+        pickle.dump([], f)
+    (tmp_path / 'missed.json').write_text(json.dumps([dict(id=5, file_name='x.png')]))
+    with pytest.raises(ValueError, match=r'missed\.json: missed record x\.png has no true_label'):
+        load_predictions(str(tmp_path / 'ok.pkl'), None, str(tmp_path / 'missed.json'))
+
+
+@pytest.mark.parametrize('rule', ['wrong', 'benign'])
+def test_report_figures_equal_the_metric_to_the_last_digit(tmp_path, rule):
+    """The report reads a test's predictions and misses (misses carrying only ``true_label``) and computes its
+    AUC, ROC points and paired difference; the metric computes them in tools/test.py: the same numbers."""
+    import json
+
+    from mmbus.evaluation.binary_diagnostic_metric import BinaryDiagnosticMetric
+    from mmbus.evaluation.operating_points import roc_curve
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 40)
+    a = np.clip(0.5 * y + rng.normal(0.3, 0.25, 40), 0, 1)
+    b = np.clip(0.3 * y + rng.normal(0.35, 0.25, 40), 0, 1)
+    missed = [dict(file_name=f'm{i}.png', true_label=int(i % 2)) for i in range(5)]
+    (tmp_path / 'test_missed.json').write_text(json.dumps(missed))
+    figures = {}
+    for name, s in (('a', a), ('b', b)):
+        preds = [dict(pred_score=np.array([1 - v, v]), gt_label=np.array([t]), img_path=f'c{i}.png')
+                 for i, (v, t) in enumerate(zip(s, y))]
+        with open(tmp_path / f'{name}.pkl', 'wb') as f:
+            pickle.dump(preds, f)
+        metric = BinaryDiagnosticMetric(prefix='diag', missed=str(tmp_path / 'test_missed.json'), missed_rule=rule,
+                                        save_curve=False)
+        metric.process(None, [dict(pred_score=p['pred_score'], gt_label=p['gt_label']) for p in preds])
+        m = metric.compute_metrics(metric.results)
+        scores, labels, _ = load_predictions(str(tmp_path / f'{name}.pkl'), None,
+                                             str(tmp_path / 'test_missed.json'), missed_rule=rule)
+        assert len(labels) == 45
+        assert delong_auc(scores, labels)[0] == m['auc']  # exactly, not approximately
+        # the metric's own samples (what its ROC curve and every figure come from) are the report's
+        metric_scores, metric_labels, _ = metric.samples(metric.results)
+        assert np.array_equal(scores, metric_scores) and np.array_equal(labels, metric_labels)
+        assert all(np.array_equal(u, v) for u, v in zip(roc_curve(scores, labels),
+                                                        roc_curve(metric_scores, metric_labels)))
+        figures[name] = (scores, labels, m['auc'])
+    d = paired_delong(figures['a'][0], figures['b'][0], figures['a'][1])
+    assert d['diff'] == figures['a'][2] - figures['b'][2]

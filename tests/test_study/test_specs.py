@@ -1,7 +1,10 @@
 """The shipped study specs build into the expected stages and derived configs; a toy study runs end to
-end through the engine (the whole toy main job is the slow test below)."""
+end through the engine and its report is rebuilt from a copy of the work dir's report inputs alone (the whole
+toy main job is the slow test below)."""
+import glob
 import json
 import os.path as osp
+import shutil
 import subprocess
 import sys
 import time
@@ -65,7 +68,8 @@ def test_spec_errors(tmp_path):
         _study('busbra', tmp_path, schedule='fast')
     with pytest.raises(ValueError, match='data.root is required'):
         _study('main_job_dataset', tmp_path)
-    with pytest.raises(ValueError, match="crop set 'main' takes detector boxes, but the study has no detector"):
+    with pytest.raises(ValueError, match="crop set 'main' takes the boxes of detector 'detector', which the study "
+                       "does not have"):
         _study('main_job_synthetic', tmp_path, detector=None)
 
 
@@ -96,6 +100,49 @@ def test_toy_synthetic_crops_study_runs_and_reruns_nothing(tmp_path):
     assert res.returncode == 0 and '0 ran, ' in res.stdout and 'up to date, skipped' in res.stdout
     res = _run_study(args[:1] + ['--work-dir', str(work), '--force', 'trian_*'])
     assert res.returncode == 1 and 'matches no stage' in res.stderr
+    assert row['run_dir'] == 'runs/mean_teacher' and row['monitors']['monitor'] == row['convergence']['monitor']
+
+    # the report again from a copy of what it reads, the study's work dir moved away: the same report
+    copy = tmp_path / 'copy'
+    _copy_report_inputs(work, copy)
+    work.rename(tmp_path / 'moved')
+    work = tmp_path / 'moved'
+    res = subprocess.run([sys.executable, '-m', 'mmbus.study.report', str(copy)], capture_output=True, text=True,
+                         cwd=REPO)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    again = json.loads((copy / 'report' / 'report.json').read_text())
+    assert {k: v for k, v in again.items() if k != 'environment'} == {
+        k: v for k, v in rep.items() if k != 'environment'}
+    versions = md.index('## Versions')
+    assert (copy / 'report' / 'report.md').read_text()[:versions] == md[:versions]
+    pngs = sorted(p.name for p in (work / 'report').glob('*.png'))
+    assert 'reliability_test.png' in pngs and 'roc_test.png' in pngs
+    assert sorted(p.name for p in (copy / 'report').glob('*.png')) == pngs
+    for name in pngs:
+        assert (copy / 'report' / name).read_bytes() == (work / 'report' / name).read_bytes(), name
+    # --report-only: no stage runs; the spec's report settings (here with targets) are drawn
+    res = _run_study(args + ['report.targets.test_set=test', '--report-only'] + ['--work-dir', str(copy)])
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert '[study] 1/' not in res.stdout
+    rep = json.loads((copy / 'report' / 'report.json').read_text())
+    assert rep['targets']['test_set'] == 'test' and list(rep['targets']['methods']) == ['mean_teacher']
+    assert '## Targets (test)' in (copy / 'report' / 'report.md').read_text()
+
+
+def _copy_report_inputs(work, dest):
+    """What a report reads into ``dest``: the rows and the files they name (predictions, crops, misses,
+    calibration, the run's training curves), the saved spec, the stage state and the report context."""
+    names = ['study_spec.py', 'study_state.json', 'report_context.json']
+    for p in (work / 'rows').glob('*.json'):
+        row = json.loads(p.read_text())
+        names.append(f'rows/{p.name}')
+        names += [row[k] for k in ('predictions', 'crops', 'missed', 'calibration') if row.get(k)]
+        curves = glob.glob(str(work / row['run_dir'] / '*' / 'vis_data' / 'scalars.json'))
+        names += [osp.relpath(f, work) for f in curves]
+    for n in names:
+        if (work / n).is_file():
+            (dest / n).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(work / n, dest / n)
 
 
 @pytest.mark.slow
@@ -128,7 +175,8 @@ def test_toy_main_job_end_to_end_and_rerun_skips(tmp_path):
     t0 = time.time()
     res = _run_study(args)
     assert res.returncode == 0, res.stdout[-3000:]
-    assert res.stdout.count('up to date, skipped') == 24 and '[study] 0 ran' in res.stdout
+    # 24 stages, and per stage-2 method its validation predictions and calibration: 30
+    assert res.stdout.count('up to date, skipped') == 30 and '[study] 0 ran' in res.stdout
     assert time.time() - t0 < 60
 
 
@@ -171,10 +219,10 @@ def test_busbra_stage2_spec_plan_and_shipped_selection(tmp_path):
 def test_crops_data_type(tmp_path):
     from mmbus.datasets.synthetic_crops import make_crop_set
     with pytest.raises(FileNotFoundError, match='lacks basic_train.json, extended_train.json, val.json, test.json'):
-        _study('busbra_stage2', tmp_path, **{'data.type': 'crops', 'data.root': str(tmp_path)})
+        _study('busbra_stage2', tmp_path, data=dict(_delete_=True, type='crops', root=str(tmp_path)))
     root = tmp_path / 'crops64'
     make_crop_set(str(root), dict(basic_train=4, extended_train=4, val=4, test=4), seed=0, balanced_basic=True)
-    study, items = _study('busbra_stage2', tmp_path / 'w', **{'data.type': 'crops', 'data.root': str(root)})
+    study, items = _study('busbra_stage2', tmp_path / 'w', data=dict(_delete_=True, type='crops', root=str(root)))
     names = _names(items)
     assert 'convert_internal' not in names and 'crops_gt' not in names and 'subset_share0.05_seed0' in names
     run = study.runs[0]

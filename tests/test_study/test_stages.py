@@ -217,3 +217,43 @@ def test_running_tool_progress_is_printed(tmp_path, capsys):
     StageRunner(str(tmp_path / 'w'), progress_every=0.3).run([Stage('slow', [sys.executable, str(script)])])
     out = capsys.readouterr().out
     assert '[study] 1/1 slow: train ' in out and '/3, eta 0:00:0' in out
+
+
+def test_a_training_stopped_at_its_deadline_is_resumed_not_skipped(tmp_path):
+    """A trainer that exits 0 but leaves DeadlineHook's marker did not finish its schedule: the rerun gives it
+    --resume instead of "up to date, skipped"; once it ends without the marker it is done."""
+    work, wd = str(tmp_path / 'work'), tmp_path / 'train'
+    trainer = tmp_path / 'trainer.py'
+    trainer.write_text(
+        'import os, sys\n'
+        'wd, stop = sys.argv[1], sys.argv[2]\n'
+        'os.makedirs(wd, exist_ok=True)\n'
+        "open(os.path.join(wd, 'last_checkpoint'), 'w').write('iter_1.pth')\n"
+        "open(os.path.join(wd, 'args.txt'), 'a').write(' '.join(sys.argv[3:]) + '\\n')\n"
+        "marker = os.path.join(wd, 'stopped_at_deadline')\n"
+        'if os.path.exists(stop):\n'
+        "    open(marker, 'w').write('stopped')\n"
+        'elif os.path.exists(marker):\n'
+        '    os.remove(marker)\n')
+    stop = tmp_path / 'stop'
+    stop.write_text('')
+
+    def stage():
+        return Stage('train', [sys.executable, str(trainer), str(wd), str(stop)],
+                     outputs=[str(wd / 'last_checkpoint')], work_dir=str(wd))
+
+    _run([stage()], work)
+    assert json.load(open(osp.join(work, 'study_state.json')))['stages']['train']['status'] == 'stopped'
+    stop.unlink()
+    _run([stage()], work)  # resumed, and this time it ends by its schedule
+    assert (wd / 'args.txt').read_text().splitlines() == ['', '--resume']
+    assert json.load(open(osp.join(work, 'study_state.json')))['stages']['train']['status'] == 'done'
+    assert [r['status'] for r in _run([stage()], work)] == ['skipped']
+
+
+def test_keep_going_counts_a_blocked_stage_as_a_failure(tmp_path):
+    work = str(tmp_path / 'work')
+    blocked = Stage('needs', func=lambda: None, inputs=[str(tmp_path / 'never_made.json')])
+    ok = Stage('ok', func=lambda: None)
+    with pytest.raises(StageFailed, match='needs blocked'):
+        _run([blocked, ok], work, keep_going=True)

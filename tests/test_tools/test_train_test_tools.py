@@ -110,3 +110,35 @@ def test_two_process_cpu_distributed_training(tiny_project):
     logs = [open(osp.join(dp, f)).read() for dp, _, fs in os.walk(work) for f in fs if f.endswith('.log')]
     assert any('world_size: 2' in log.replace('World size', 'world_size') or 'Distributed training: True' in log
                for log in logs)
+
+
+def test_an_empty_test_split_is_evaluated_from_its_misses(tiny_project):
+    """Detector crops where the detector found no nodule: the crop split is empty, its misses are listed; the
+    test reports the misses as wrong answers instead of failing in mmengine's loop."""
+    root, make_config = tiny_project
+    cfg = make_config(max_iters=2, ckpt_interval=2)
+    work = root / 'work_empty'
+    _run(['tools/train.py', cfg, '--work-dir', str(work)], REPO)
+    crops = root / 'empty_crops'
+    crops.mkdir()
+    (crops / 'test.json').write_text(json.dumps(dict(metainfo=dict(classes=['benign', 'malignant']), data_list=[])))
+    missed = [dict(file_name='a.png', true_label=1), dict(file_name='b.png', true_label=0),
+              dict(file_name='c.png', true_label=1)]
+    (crops / 'test_missed.json').write_text(json.dumps(missed))
+    derived = root / 'empty_test.py'
+    derived.write_text(f"_base_ = ['{cfg}']\n"
+                       f"test_dataloader = dict(dataset=dict(_delete_=True, type='BUSCropDataset', "
+                       f"data_root='{crops}', ann_file='test.json', pipeline={{{{_base_.pipeline}}}}))\n"
+                       f"test_evaluator = dict(_delete_=True, type='BinaryDiagnosticMetric', prefix='diag', "
+                       f"missed='{crops / 'test_missed.json'}')\n")
+    metrics_file = root / 'empty_metrics.json'
+    proc = _run(['tools/test.py', str(derived), str(work / 'iter_2.pth'), '--work-dir', str(work),
+                 '--out', str(root / 'empty.pkl'), '--out-metrics', str(metrics_file)], REPO)
+    assert 'no sample to test' in proc.stdout
+    m = json.loads(metrics_file.read_text())
+    # three misses, all wrong answers: both malignant ones scored 0, the benign one 1 -> AUC 0, accuracy 0
+    assert (m['diag/num_samples'], m['diag/num_missed']) == (3.0, 3.0)
+    assert m['diag/auc'] == 0.0 and m['diag/accuracy'] == 0.0
+    import pickle
+    with open(root / 'empty.pkl', 'rb') as f:
+        assert pickle.load(f) == []

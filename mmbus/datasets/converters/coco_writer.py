@@ -6,62 +6,21 @@ dataset root), ``width, height`` (pixels, of the real decoded file), ``pathology
 the leakage guard (``dhash``, ``pixel_sha1``); ``annotations`` carry ``bbox [x, y, w, h]``
 (pixels), ``area = w * h`` (box area, pixels^2; there is no segmentation), ``iscrowd 0`` and
 ``category_id 1`` (the single category ``nodule``). Extra per-image keys are ignored by
-mmdet's ``CocoDataset``.
+mmdet's ``CocoDataset``. Files are written atomically by :mod:`mmbus.utils.io`.
 """
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Dict, Iterable, List, Optional, Sequence
 
-import cv2
+from mmbus.utils.io import atomic_imwrite
+from mmbus.utils.io import atomic_write_json as write_json_atomic  # noqa: F401  (the converters' name)
+from mmbus.utils.io import atomic_write_text as write_text_atomic  # noqa: F401
 
 from .common import ImageResult, ProblemLog
 
 CATEGORIES = [{'id': 1, 'name': 'nodule'}]
-
-
-def _umask() -> int:
-    """The process umask (read from /proc where it can be, without changing it)."""
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith('Umask:'):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _write_atomic(path: str, write, suffix: str) -> None:
-    """Write via a temp file in the same folder + ``os.replace``: readers either see the old
-    file or the complete new one, never a partial file. The file gets the permissions a
-    plain ``open()`` would give (``0666`` less the umask), not ``mkstemp``'s ``0600``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.tmp_', suffix=suffix, dir=folder)
-    try:
-        with os.fdopen(fd, 'w') as f:
-            write(f)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def write_json_atomic(obj, path: str, indent: Optional[int] = None) -> None:
-    """Write JSON to ``path`` atomically (see :func:`_write_atomic`)."""
-    _write_atomic(path, lambda f: json.dump(obj, f, indent=indent), '.json')
-
-
-def write_text_atomic(text: str, path: str) -> None:
-    """Write text to ``path`` atomically (see :func:`_write_atomic`)."""
-    _write_atomic(path, lambda f: f.write(text), '.txt')
 
 
 def ordered_results(results: Iterable[ImageResult]) -> List[ImageResult]:
@@ -111,10 +70,7 @@ def write_converted_copies(results: Sequence[ImageResult], root: str, out_dir: s
             continue
         dst = os.path.join(out_dir, 'converted_images', r.task.rel)
         dst = os.path.splitext(dst)[0] + '.png'
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        tmp = dst + '.tmp.png'
-        cv2.imwrite(tmp, r.gray)
-        os.replace(tmp, dst)
+        atomic_imwrite(r.gray, dst)
         new_rel = os.path.relpath(dst, root)
         problems.info(r.task.rel, f'8-bit copy written to {new_rel} (used as file_name)')
         r.task.extra.setdefault('original_file_name', r.task.rel)

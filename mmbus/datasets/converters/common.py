@@ -29,6 +29,8 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from mmbus.classes import CLASSES
+
 from .imread import DecodedImage, looks_like_image, read_image, read_mask  # noqa: F401
 from .masks import DEFAULT_MIN_REGION_AREA, analyse_mask, mask_boxes  # noqa: F401
 from .neardup import Fingerprint, fingerprint
@@ -36,7 +38,7 @@ from .neardup import Fingerprint, fingerprint
 #: file extensions treated as images; anything else found in a dataset folder is a stray file.
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 #: accepted pathology labels (lower case); synonyms map to these.
-PATHOLOGIES = ('benign', 'malignant', 'normal')
+PATHOLOGIES = CLASSES + ('normal', )
 _PATHOLOGY_ALIASES = {
     'benign': 'benign', 'b': 'benign', 'non-cancer': 'benign', 'noncancer': 'benign',
     'malignant': 'malignant', 'm': 'malignant', 'cancer': 'malignant',

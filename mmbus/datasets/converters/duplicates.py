@@ -27,44 +27,21 @@ from .neardup_verify import find_recrops
 DEFAULT_THRESHOLD = 10
 
 
-class UnionFind:
-    """Disjoint sets over hashable items (path halving + union by size)."""
-
-    def __init__(self, items: Iterable[Hashable] = ()):
-        self.parent: Dict[Hashable, Hashable] = {}
-        self.size: Dict[Hashable, int] = {}
-        for it in items:
-            self.add(it)
-
-    def add(self, item: Hashable) -> None:
-        if item not in self.parent:
-            self.parent[item] = item
-            self.size[item] = 1
-
-    def find(self, item: Hashable) -> Hashable:
-        self.add(item)
-        parent = self.parent
-        while parent[item] != item:
-            parent[item] = parent[parent[item]]
-            item = parent[item]
-        return item
-
-    def union(self, a: Hashable, b: Hashable) -> Hashable:
-        ra, rb = self.find(a), self.find(b)
-        if ra == rb:
-            return ra
-        if self.size[ra] < self.size[rb]:
-            ra, rb = rb, ra
-        self.parent[rb] = ra
-        self.size[ra] += self.size[rb]
-        return ra
-
-    def groups(self) -> List[List[Hashable]]:
-        """Members of every set, each list in insertion order."""
-        out: Dict[Hashable, list] = defaultdict(list)
-        for it in self.parent:
-            out[self.find(it)].append(it)
-        return list(out.values())
+def connected_groups(items: Iterable[Hashable], links: Iterable[Sequence[Hashable]]) -> List[List[Hashable]]:
+    """Members of every connected set of ``items`` joined by ``links`` (pairs or longer tuples; their members
+    are added to the items), scipy's disjoint sets underneath; each group in the order its members were first
+    seen, the groups in the order of their first member."""
+    from scipy.cluster.hierarchy import DisjointSet
+    ds = DisjointSet(items)
+    for link in links:
+        for x in link:
+            ds.add(x)
+        for x in link[1:]:
+            ds.merge(link[0], x)
+    out: Dict[Hashable, list] = defaultdict(list)
+    for it in ds:  # insertion order
+        out[ds[it]].append(it)
+    return list(out.values())
 
 
 def _hash_matrix(hashes: Sequence[str]) -> np.ndarray:
@@ -219,18 +196,13 @@ def duplicate_groups(images: Sequence[dict], duplicates: Sequence[dict],
     ``mask_conflicts`` (pairs whose boxes disagree, see :func:`mask_conflict`; needs
     ``boxes``, image id -> list of ``[x, y, w, h]``).
     """
-    uf = UnionFind()
-    for d in duplicates:
-        uf.union(*d['image_ids'])
     by_id = {im['id']: im for im in images}
     sizes = {im['id']: (im.get('width', 0), im.get('height', 0)) for im in images}
-    pairs_of: Dict[Hashable, list] = defaultdict(list)
-    for d in duplicates:
-        pairs_of[uf.find(d['image_ids'][0])].append(d)
     out = []
-    for members in uf.groups():
+    for members in connected_groups((), (d['image_ids'] for d in duplicates)):
         ids = sorted(members, key=lambda i: by_id[i]['file_name'])
-        pairs = pairs_of[uf.find(ids[0])]
+        member_set = set(ids)
+        pairs = [d for d in duplicates if d['image_ids'][0] in member_set]
         conflicts = []
         if boxes is not None:
             for d in pairs:
@@ -246,17 +218,16 @@ def duplicate_groups(images: Sequence[dict], duplicates: Sequence[dict],
 
 def leakage_groups(images: Sequence[dict], duplicates: Sequence[dict]) -> List[List[int]]:
     """Image-id groups that must stay in one split: same ``patient_id`` or duplicates
-    (transitively, via union-find). Groups are sorted by their smallest image id."""
-    uf = UnionFind(im['id'] for im in images)
+    (transitively: connected sets). Groups are sorted by their smallest image id."""
     first_of_patient: Dict[str, int] = {}
+    links = []
     for im in images:
         pid = str(im.get('patient_id', ''))
         if pid:
             if pid in first_of_patient:
-                uf.union(first_of_patient[pid], im['id'])
+                links.append((first_of_patient[pid], im['id']))
             else:
                 first_of_patient[pid] = im['id']
-    for d in duplicates:
-        uf.union(*d['image_ids'])
-    groups = [sorted(g) for g in uf.groups()]
+    links += [d['image_ids'] for d in duplicates]
+    groups = [sorted(g) for g in connected_groups((im['id'] for im in images), links)]
     return sorted(groups, key=lambda g: g[0])

@@ -1,4 +1,5 @@
 from .checkpoint_check_hook import CheckpointCheckHook  # noqa: F401
+from .deadline_hook import DeadlineHook  # noqa: F401
 from .iter_patience_early_stopping_hook import IterPatienceEarlyStoppingHook  # noqa: F401
 from .mean_teacher_hook import MeanTeacherHook  # noqa: F401
 from .random_state_hook import RandomStateHook  # noqa: F401

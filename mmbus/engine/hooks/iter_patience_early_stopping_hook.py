@@ -46,7 +46,9 @@ class IterPatienceEarlyStoppingHook(EarlyStoppingHook):
         interval = getattr(loop, 'val_interval', None)
         if not interval:
             raise ValueError('IterPatienceEarlyStoppingHook needs a train loop that validates (val_interval)')
-        if getattr(loop, '_max_epochs', None) is not None:  # epoch-based
+        from mmengine.runner import EpochBasedTrainLoop
+        # not the loop's attributes: mmengine's iteration loop keeps a ``_max_epochs`` too (one big epoch)
+        if isinstance(loop, EpochBasedTrainLoop):
             self.val_every_iters = interval * len(loop.dataloader)
         else:
             self.val_every_iters = interval

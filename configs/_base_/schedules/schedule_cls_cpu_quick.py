@@ -1,0 +1,14 @@
+# CPU schedule of the recognition network: schedule_cls_40k.py's Adam lr 0.003 annealed to 0 by a cosine over
+# 40 epochs of 20 iterations (800 iterations; the semi-supervised configs set 80 epochs); the same selection,
+# with an early stop after 400 iterations without improvement.
+_base_ = ['./schedule_cls_40k.py']
+max_epochs = 40
+patience_iters = 400
+train_cfg = dict(max_epochs=max_epochs)
+param_scheduler = [dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs, eta_min=0.0,
+                        convert_to_iter_based=True)]
+custom_hooks = [
+    dict(type='SmoothedMetricHook', keys='diag/auc', window={{_base_.smooth_window}}, partial=0.0),
+    dict(type='IterPatienceEarlyStoppingHook', monitor='diag/auc_smooth', rule='greater',
+         patience_iters=patience_iters, min_delta=0.001),
+]

@@ -1,0 +1,18 @@
+# Supervised baseline (labelled basic-train crops, batches of 128) on the GPU schedule: the network and
+# crops of mean_teacher_bus_gpu.py, 2,000 iterations, the same views, cosine decay and selection.
+#   python tools/train.py configs/mmbus/supervised_basic_bus_gpu.py
+_base_ = ['./supervised_basic_bus.py']
+max_epochs = 40
+model = dict(data_preprocessor=dict(batch_augments=dict(augments=dict(translate=4))))
+train_dataloader = dict(num_workers=3, sampler=dict(epoch_length=50))
+val_dataloader = dict(batch_size=256)
+test_dataloader = dict(batch_size=256)
+optim_wrapper = dict(type='AutoAmpOptimWrapper', dtype='bfloat16')
+train_cfg = dict(max_epochs=max_epochs, val_interval=1)
+param_scheduler = [dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs, eta_min=0.0,
+                        convert_to_iter_based=True)]
+custom_hooks = [
+    dict(type='SmoothedMetricHook', keys='diag/auc', window={{_base_.smooth_window}}, partial=0.0),
+    dict(type='IterPatienceEarlyStoppingHook', monitor='diag/auc_smooth', rule='greater', patience_iters=1000,
+         min_delta=0.001),
+]

@@ -1,0 +1,87 @@
+"""tools/gpu/run_busbra.sh, the one-call GPU kit, exercised on CPU (gloo instead of nccl): bad arguments, the
+budget path (a tarball comes back when no time is left to train), and a whole toy run of every piece."""
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+SCRIPT = osp.join(REPO, 'tools', 'gpu', 'run_busbra.sh')
+
+
+def run(*args, timeout=900):
+    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1')
+    return subprocess.run(['bash', SCRIPT, *map(str, args)], capture_output=True, text=True, cwd=REPO, env=env,
+                          timeout=timeout)
+
+
+def tool(*args):
+    subprocess.run([sys.executable, *map(str, args)], check=True, cwd=REPO, capture_output=True, text=True)
+
+
+@pytest.fixture(scope='module')
+def kit(tmp_path_factory):
+    """A kit as tools/gpu/prepare_kit.py lays it out (no wheels: the stack is installed here), with a few dozen
+    generated images in place of BUS-BRA: generated, converted and split, then compacted."""
+    root = tmp_path_factory.mktemp('kit')
+    tool('tools/dataset_converters/make_synthetic_bus.py', root / 'raw', '--num-images', 48, '--seed', 0,
+         '--no-progress')
+    tool('tools/dataset_converters/bus_to_coco.py', root / 'raw', '--format', 'busi', '--out-dir', root / 'conv',
+         '--split', 'ratios', '--ratios', 'basic_train=0.25,extended_train=0.35,val=0.2,test=0.2', '--seed', 0,
+         '--no-progress')
+    tool('tools/gpu/compact_coco.py', root / 'raw', root / 'kit' / 'busbra', '--ann-dir', root / 'conv' / 'annotations')
+    return root / 'kit'
+
+
+def members(path):
+    with tarfile.open(path) as t:
+        return t.getnames()
+
+
+def test_bad_arguments(tmp_path):
+    res = run('--out', tmp_path)
+    assert res.returncode == 2 and '--kit and --out are required' in res.stderr
+    (tmp_path / 'k').mkdir()
+    res = run('--kit', tmp_path / 'k', '--out', tmp_path / 'o')
+    assert res.returncode == 2 and 'busbra/annotations/basic_train.json is missing' in res.stderr
+    assert not (tmp_path / 'o').exists()  # nothing written for a bad input
+    res = run('--kit', tmp_path / 'k', '--out', tmp_path / 'o', '--speed', '1')
+    assert res.returncode == 2 and 'unknown argument --speed' in res.stderr
+    res = run('--kit', tmp_path / 'k', '--out', tmp_path / 'o', '--budget-s', 'ten')
+    assert res.returncode == 2 and 'ten is not a whole number' in res.stderr
+    res = run('--kit', tmp_path / 'k', '--out', tmp_path / 'o', '--schedule', 'cpu-quick')
+    assert res.returncode == 2 and '--schedule must be paper or toy' in res.stderr
+
+
+def test_no_time_left_still_packs_a_tarball_and_the_log(kit, tmp_path):
+    res = run('--kit', kit, '--out', tmp_path, '--budget-s', 5, '--no-smoke')
+    assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]  # nothing trained: not a success
+    assert 'no time to train' in res.stdout
+    assert 'kit.json' in members(tmp_path / 'busbra_gpu.tar.gz')
+    log = (tmp_path / 'run.log').read_text()
+    # the console output is streamed to OUT/run.log, its last line included
+    assert 'device: cpu' in log and log.rstrip().splitlines()[-1].endswith('study exit skipped')
+
+
+@pytest.mark.slow
+def test_toy_run_end_to_end(kit, tmp_path):
+    """Every piece at toy size: three detectors (one through torchrun), crops, five stage-2 runs tested on
+    ground-truth and detector crops, the report; the smoke pass is the toy run itself here."""
+    res = run('--kit', kit, '--out', tmp_path, '--schedule', 'toy', '--jobs', 2, '--budget-s', 3000, timeout=3600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert 'study ended (exit 0)' in res.stdout
+    names = members(tmp_path / 'busbra_gpu.tar.gz')
+    rows = sorted(n for n in names if n.startswith('work/main/rows/') and n.endswith('.json'))
+    # 3 detectors on the test split; 4 methods at share 0.05 + the mean teacher at 0.10, on gt and det crops
+    assert sum('/detector_' in n or '/det-' in n for n in rows) == 3
+    assert sum(n.endswith(('_gt.json', '_det.json')) for n in rows) == 10
+    assert 'work/main/report/report.md' in names and 'work/main/report/report.json' in names
+    with tarfile.open(tmp_path / 'busbra_gpu.tar.gz') as t:
+        info = json.load(t.extractfile('kit.json'))
+        train_log = t.extractfile('work/main/logs/train_detector.log').read().decode()
+    assert info['study_exit'] == '0' and info['device'] == 'cpu'
+    assert 'torch.distributed.run' in train_log or 'dist_train.sh' in train_log  # the distributed path ran

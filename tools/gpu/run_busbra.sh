@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# BUS-BRA at paper scale on one lent GPU machine, in one call: both stages, every method, one tarball back.
+#
+#   bash tools/gpu/run_busbra.sh --kit gpu_kit --out "$OUT" [--budget-s 540] [--smoke-s 100] [--jobs 24]
+#                                [--schedule paper|toy] [--no-smoke] [--commit SHA]
+#
+# The kit (tools/gpu/prepare_kit.py) holds the compact BUS-BRA copy (kit/busbra) and the wheels the machine
+# lacks (kit/wheels: mmengine, mmdet, mmpretrain, pycocotools and their pure-Python needs, the mmcv 2.1.0 sdist).
+# Steps, all inside --budget-s seconds from the start (the device call's limit less a margin):
+#   1. install the wheels into a fresh temporary folder and build mmcv with its CUDA ops (16 cores: about 2 minutes); skipped
+#      where mmcv.ops already imports (this machine's own environment, the CPU test);
+#   2. smoke pass: configs/studies/busbra_gpu.py at --schedule toy on the kit's data (a few iterations of every
+#      detector and stage-2 method, tests, report), so a failure that only CUDA shows costs a minute, not the run;
+#   3. the study itself (--keep-going: a failed run stops only what depends on it), with every training run ending
+#      cleanly at $MMBUS_STOP_AT (DeadlineHook), set to leave time for the tests, the crops and the report;
+#   4. a report from the runs that finished, if the study did not end by itself;
+#   5. OUT/busbra_gpu.tar.gz (rows, report, logs, curves, detector predictions, kit.json) beside OUT/run.log,
+#      the whole console output, streamed there as it runs so a failure is readable.
+# Unpack the results on the development machine with tools/gpu/collect_results.py. The copy of the tree that
+# travels has no .git: --commit records the commit it was (else kit/COMMIT, written by prepare_kit.py).
+set -uo pipefail
+here=$(cd "$(dirname "$0")/../.." && pwd)
+kit='' out='' budget=540 smoke_s=100 jobs=24 schedule=paper smoke=1 commit=''
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --kit) kit=$2; shift 2 ;;
+        --out) out=$2; shift 2 ;;
+        --budget-s) budget=$2; shift 2 ;;
+        --smoke-s) smoke_s=$2; shift 2 ;;
+        --jobs) jobs=$2; shift 2 ;;
+        --schedule) schedule=$2; shift 2 ;;
+        --no-smoke) smoke=0; shift ;;
+        --commit) commit=$2; shift 2 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        *) echo "run_busbra.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+[ -n "$kit" ] && [ -n "$out" ] || { echo 'run_busbra.sh: --kit and --out are required (see --help)' >&2; exit 2; }
+case "$schedule" in paper|toy) ;; *) echo "run_busbra.sh: --schedule must be paper or toy, not $schedule" >&2; exit 2 ;; esac
+for n in "$budget" "$smoke_s" "$jobs"; do
+    [[ "$n" =~ ^[0-9]+$ ]] || { echo "run_busbra.sh: $n is not a whole number of seconds / jobs" >&2; exit 2; }
+done
+for s in basic_train extended_train val test; do
+    [ -f "$kit/busbra/annotations/$s.json" ] || {
+        echo "run_busbra.sh: $kit/busbra/annotations/$s.json is missing (make the kit with tools/gpu/prepare_kit.py)" >&2
+        exit 2; }
+done
+start=$(date +%s)
+kit=$(cd "$kit" && pwd)
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+exec > >(tee -a "$out/run.log") 2>&1
+tee_pid=$!
+elapsed() { echo $(( $(date +%s) - start )); }
+say() { echo "[gpu $(elapsed)s] $*"; }
+py=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1
+
+# -- 1. install ------------------------------------------------------------------------------------------
+if "$py" -c 'import mmcv.ops, mmdet, mmpretrain' 2>/dev/null; then
+    say "the OpenMMLab stack is installed already; no install"
+else
+    [ -d "$kit/wheels" ] || { say "no $kit/wheels and no installed mmcv: cannot run"; exit 1; }
+    site=$(mktemp -d)   # fresh: pip --target into a folder of an earlier call would keep its packages
+    say "installing the kit's wheels into $site"
+    "$py" -m pip install -q --no-index --no-deps --no-compile --target "$site" "$kit"/wheels/*.whl || exit 1
+    export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
+    say "building mmcv 2.1.0 with CUDA ops (TORCH_CUDA_ARCH_LIST=9.0, $(nproc) jobs)"
+    MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=$(nproc) \
+        "$py" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$site" \
+        "$kit"/wheels/mmcv-*.tar.gz || { say "the mmcv build failed"; exit 1; }
+fi
+export PYTHONPATH=$here${PYTHONPATH:+:$PYTHONPATH}
+device=$("$py" - <<'PY'
+import torch, mmcv, mmdet, mmpretrain, mmengine  # noqa: E401
+from mmcv.ops import nms
+cuda = torch.cuda.is_available()
+dev = 'cuda' if cuda else 'cpu'
+boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.]], device=dev)
+assert nms(boxes, torch.tensor([0.9, 0.8], device=dev), 0.5)[1].tolist() == [0]
+import sys
+print(f'torch {torch.__version__}, CUDA {torch.version.cuda if cuda else "none"}, '
+      f'{torch.cuda.get_device_name(0) if cuda else "CPU only"}, mmcv {mmcv.__version__} (nms on {dev} OK), '
+      f'mmdet {mmdet.__version__}, mmpretrain {mmpretrain.__version__}, mmengine {mmengine.__version__}',
+      file=sys.stderr)
+print(dev)
+PY
+) || { say "the stack does not import or mmcv's ops fail; stopping"; exit 1; }
+say "device: $device"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+
+work=$out/work
+study() {  # study WORK_DIR SCHEDULE TIMEOUT_S
+    timeout --signal=TERM --kill-after=15 "$3" "$py" "$here/tools/run_study.py" "$here/configs/studies/busbra_gpu.py" \
+        --schedule "$2" --jobs "$jobs" --keep-going --device "$device" --work-dir "$1" \
+        --cfg-options "data.root=$kit/busbra"
+}
+
+# -- 2. smoke pass -----------------------------------------------------------------------------------------
+smoke_rc=skipped
+if [ "$smoke" = 1 ] && [ "$schedule" != toy ]; then
+    say "smoke pass: every piece for a few iterations (at most ${smoke_s}s)"
+    study "$work/smoke" toy "$smoke_s"
+    smoke_rc=$?
+    say "smoke pass ended (exit $smoke_rc); failures, if any, are in $work/smoke/logs and are packed"
+fi
+
+# -- 3. the study, ending by the budget ----------------------------------------------------------------
+# tests, detector crops, the two-stage tests and the report need about a minute and a half after training
+reserve=$(( budget / 6 > 90 ? budget / 6 : 90 ))
+left=$(( budget - $(elapsed) ))
+if [ "$left" -le $(( reserve + 30 )) ]; then
+    say "only ${left}s of the budget left: no time to train; packing what there is"
+    main_rc=skipped
+else
+    export MMBUS_STOP_AT=$(( $(date +%s) + left - reserve ))
+    say "study at schedule $schedule: training ends by $(date -d "@$MMBUS_STOP_AT" +%T) ($(( left - reserve ))s)," \
+        "everything by $(date -d "@$(( $(date +%s) + left - 20 ))" +%T)"
+    study "$work/main" "$schedule" $(( left - 20 ))
+    main_rc=$?
+    unset MMBUS_STOP_AT
+    say "study ended (exit $main_rc)"
+fi
+
+# -- 4. report from what finished ---------------------------------------------------------------------------
+# (the study draws its own report even with failed runs; this is for a study stopped before its report stage)
+if [ "$main_rc" != 0 ] && [ -d "$work/main/rows" ] && [ ! -f "$work/main/report/report.md" ]; then
+    left=$(( budget - $(elapsed) - 15 ))
+    if [ "$left" -gt 5 ]; then
+        say "building the report from the runs that finished"
+        timeout "$left" "$py" -m mmbus.study.report "$work/main" || say "the fallback report failed"
+    fi
+fi
+
+# -- 5. pack --------------------------------------------------------------------------------------------------
+[ -n "$commit" ] || commit=$(git -C "$here" rev-parse HEAD 2>/dev/null || cat "$kit/COMMIT" 2>/dev/null || echo unknown)
+"$py" - "$out/kit.json" <<PY
+import json, sys, time
+json.dump(dict(command='bash tools/gpu/run_busbra.sh --kit KIT --out OUT --budget-s $budget --smoke-s $smoke_s '
+                       '--jobs $jobs --schedule $schedule', commit='$commit', device='$device',
+               smoke_exit='$smoke_rc', study_exit='$main_rc', budget_s=$budget, wall_s=$(elapsed),
+               finished=time.strftime('%Y-%m-%d %H:%M:%S')), open(sys.argv[1], 'w'), indent=1)
+PY
+nvidia-smi --query-gpu=name,memory.used,memory.total,utilization.gpu --format=csv > "$out/nvidia_smi.csv" 2>/dev/null \
+    || rm -f "$out/nvidia_smi.csv"
+cd "$out"
+parts=$(ls -d kit.json nvidia_smi.csv 2>/dev/null)
+for w in work/smoke work/main; do
+    [ -d "$w" ] || continue
+    # detectors: <det>/<timestamp>/vis_data; stage-2 runs: runs/<grid point>/<method>/<timestamp>/vis_data
+    parts="$parts $(cd "$out" && ls -d $w/report $w/rows $w/logs $w/study_state.json $w/study_spec.py $w/configs \
+        $w/eval $w/*/*/vis_data/scalars.json $w/runs/*/*/*/vis_data/scalars.json $w/runs/*/*/calibration*.json \
+        $w/runs/*/*/test_*/*/*.png 2>/dev/null | tr '\n' ' ')"
+done
+tar czf busbra_gpu.tar.gz $parts || { say "packing the results failed"; exit 1; }
+rm -f kit.json nvidia_smi.csv
+say "wrote $out/busbra_gpu.tar.gz ($(du -h busbra_gpu.tar.gz | cut -f1)); smoke exit $smoke_rc, study exit $main_rc"
+rc=1
+[ "$main_rc" = 0 ] && rc=0
+exec >&- 2>&-   # the log's tee sees its end of input and writes the last lines before the call returns
+wait "$tee_pid" 2>/dev/null
+exit $rc
