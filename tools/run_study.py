@@ -47,9 +47,24 @@ def parse_args(argv=None):
                    help="run no stage: rebuild <work-dir>/report/ from the work dir alone (its rows, the files they "
                    "name, study_state.json and report_context.json) with this spec's report settings; "
                    "python -m mmbus.study.report WORK_DIR does the same with the settings the study saved")
+    p.add_argument('--seed', type=int, default=None,
+                   help="the seed of the whole study (data.seed: the generated data, the split, the detector and "
+                   "every stage-2 run without a grid seed); with the spec's work dir, runs in <work_dir>_seed<S>")
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                    help='override spec keys, e.g. data.root=/data/BUSI grid.seed=[0,1,2]')
     return p.parse_args(argv)
+
+
+def apply_seed(spec, seed: int, work_dir=None):
+    """Set the study's seed (``data.seed``); returns the work dir to use. Seed 0 keeps the spec's folders; any
+    other seed gets its own work dir (unless ``work_dir`` is given) and, for generated data, its own data folder,
+    so that seeds run side by side never overwrite each other."""
+    spec.data['seed'] = seed
+    if seed == 0:
+        return work_dir
+    if str(spec.data.get('type', '')).startswith('synthetic') and spec.data.get('root'):
+        spec.data['root'] = f"{spec.data['root'].rstrip('/')}_seed{seed}"
+    return work_dir or f"{spec.get('work_dir') or osp.join('work_dirs', spec.get('name', 'study'))}_seed{seed}"
 
 
 def _terminate(signum, frame):
@@ -64,6 +79,8 @@ def main(argv=None):
         spec.merge_from_dict(a.cfg_options, allow_list_keys=True)
     if a.schedule:
         spec.schedule = a.schedule
+    if a.seed is not None:
+        a.work_dir = apply_seed(spec, a.seed, a.work_dir)
     try:
         study = Study(spec, a.work_dir, a.force, a.jobs, a.device, keep_going=a.keep_going)
         if a.report_only:

@@ -18,8 +18,12 @@ max_iters = 300
 val_interval = 100
 
 model = dict(
+    # the paper's conv5_3 at stride 16 and 1024-d FCs (its images are larger than the synthetic ones)
+    data_preprocessor=dict(pad_size_divisor=16),
+    backbone=dict(num_stages=5, dilations=(1, 1, 1, 1, 1), out_indices=(4, )),
     # base sizes 40 / 80 / 160 px (x stride 16) cover the nodules at this scale; wide, flat ratios (h / w)
-    rpn_head=dict(anchor_generator=dict(scales=[2.5, 5, 10], ratios=[0.5, 0.75, 1.0])))
+    rpn_head=dict(anchor_generator=dict(scales=[2.5, 5, 10], ratios=[0.5, 0.75, 1.0], strides=[16])),
+    roi_head=dict(bbox_roi_extractor=dict(featmap_strides=[16]), bbox_head=dict(fc_out_channels=1024)))
 
 train_pipeline = [
     dict(type='LoadImageFromFile', color_type='color'),

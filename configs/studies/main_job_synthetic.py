@@ -3,8 +3,13 @@
 name = 'main_job_synthetic'
 work_dir = 'work_dirs/main_job'
 schedule = 'cpu-quick'
-data = dict(type='synthetic_hospitals', root='data/bus_synthetic',
-            images=dict(hospital_a=320, hospital_b=100), seed=0, balanced='basic_train,val')
+# Hospital A: 6 % labelled basic-train (36 nodules), 56 % unlabelled extended-train, validation and test large
+# enough that their AUC is not noise (~50 and ~180 nodules); hospital B: 120 images, the external test set.
+# Difficulty 0.3: an ideal observer of the nodules' cues reaches AUC 0.97; the recogniser, with 36 labels,
+# well below it (docs/notes/2026-12-04-main-job.md).
+data = dict(type='synthetic_hospitals', root='data/bus_synthetic', difficulty=0.3,
+            images=dict(hospital_a=600, hospital_b=120), seed=0, balanced='basic_train,val',
+            ratios='basic_train=0.06,extended_train=0.56,val=0.08,test=0.30')
 detector = dict(config='faster_rcnn_vgg16_bus')
 # ground-truth boxes for basic-train / validation, the trained detector's top box for extended-train and
 # the test sets (misses count as wrong answers)
@@ -17,7 +22,10 @@ test_sets = [
          needs='external'),
 ]
 export_teacher = True
-report = dict(type='paper')
+# the main job's targets, checked in the report on its own tables
+report = dict(type='paper',
+              targets=dict(detector_iou=dict(internal=0.80, external=0.70), upper_auc=dict(internal=0.85),
+                           headroom=0.08, closed=0.5))
 
 # --schedule toy: tiny data and a few iterations per stage (tests); numbers are meaningless
 _toy_scale = (128, 128)

@@ -126,8 +126,10 @@ def sample_shape(rng: np.random.Generator, cues: NoduleCues) -> NoduleShape:
     ks = np.arange(2, kmax + 2)
     amp = rng.uniform(0.3, 1.0, kmax) / ks ** 0.6
     # oval/gently lobulated (benign) -> irregular (malignant)
-    amp *= 0.03 + 0.22 * cues.irregularity
-    amp[:2] *= 1.0 + 1.5 * (1 - cues.irregularity)   # macrolobulation stays low-order
+    # oval (benign) -> irregular (malignant); the low orders (2-5 lobes) carry most of it, so that the
+    # irregularity survives the recogniser's ~2.5x downscaled crop, where finer ripples vanish
+    amp *= 0.03 + 0.30 * cues.irregularity
+    amp[:2] *= 1.0 + 0.5 * (1 - cues.irregularity)   # gentle macrolobulation of benign nodules
     harm = np.stack([amp, rng.uniform(0, 2 * np.pi, kmax)], axis=1)
     n_spk = int(rng.poisson(18 * max(0.0, cues.spiculation - 0.5)))
     spikes = np.stack([rng.uniform(0, 2 * np.pi, n_spk),
@@ -154,6 +156,10 @@ def _wave(rng, x, amp, n=2):
         out += amp * rng.uniform(0.3, 1.0) * np.sin(
             2 * np.pi * rng.uniform(0.5, 2.0) * x + rng.uniform(0, 2 * np.pi))
     return out
+
+
+# a microcalcification: 3 x 3 px, bright centre
+_FLECK = np.array([[0.3, 0.6, 0.3], [0.6, 1.0, 0.6], [0.3, 0.6, 0.3]], np.float32)
 
 
 def _smoothstep(x):
@@ -260,16 +266,20 @@ def _nodule(rng, e, cues: NoduleCues, shape: NoduleShape, center, fov, view_scal
     rpx = 0.5 * (a + b)
     sd = (rad - rho) * rpx                      # ~signed distance to the margin, px (>0 inside)
     mask = sd > 0
-    edge = 0.6 + 2.6 * cues.margin_blur        # margin width, px
+    # margin features scale with the nodule (a crop of it is resized to a fixed input, ~2.5x smaller for a
+    # mid-sized nodule): widths in units of rpx / 15, i.e. pixels for the smallest nodules
+    unit = max(1.0, rpx / 15.0)
+    edge = (0.6 + 2.6 * cues.margin_blur) * unit        # margin width, px
     alpha = np.clip(0.5 + sd / (2 * edge), 0, 1)
-    interior = 0.13 - 0.09 * cues.heterogeneity
-    hetero = (0.015 + 0.09 * cues.heterogeneity) * _smooth_noise(rng, py1 - py0, px1 - px0, 4, 4)
+    # echo pattern: darker and coarser-grained heterogeneous interior (grain of ~2 units: it survives the resize)
+    interior = 0.14 - 0.10 * cues.heterogeneity
+    hetero = (0.015 + 0.14 * cues.heterogeneity) * _smooth_noise(rng, py1 - py0, px1 - px0, 2 * unit, 2 * unit)
     e_nod = np.clip(interior + hetero, 0.015, None)
     patch = e[py0:py1, px0:px1]
     mixed = patch * (1 - alpha) + e_nod * alpha
     outside = np.clip(-sd, 0, None)
-    halo = 0.55 * max(0.0, cues.margin_blur - 0.4) * np.exp(-(outside / 3.5) ** 2) * (sd < 0)
-    capsule = 0.7 * max(0.0, 0.55 - cues.margin_blur) * np.exp(-(sd / 1.0) ** 2)
+    halo = 0.7 * max(0.0, cues.margin_blur - 0.35) * np.exp(-(outside / (3.5 * unit)) ** 2) * (sd < 0)
+    capsule = 0.7 * max(0.0, 0.55 - cues.margin_blur) * np.exp(-(sd / unit) ** 2)
     e[py0:py1, px0:px1] = mixed + halo + capsule
     full = np.zeros((h, w), bool)
     full[py0:py1, px0:px1] = mask
@@ -379,12 +389,15 @@ def render_case(rng: np.random.Generator, pathology: str, style: HospitalStyle,
     env = np.sqrt(re * re + im * im)
     env *= 1.0 / (env.mean() + 1e-6)
     inten = e * env
-    for c, mask in zip(cues, masks):   # microcalcifications: bright specular dots
-        n_calc = int(rng.poisson(10 * max(0.0, c.calcification - 0.55)))
+    for c, mask in zip(cues, masks):   # microcalcifications: bright specular flecks
+        n_calc = int(rng.poisson(14 * max(0.0, c.calcification - 0.5)))
         ys, xs = np.nonzero(mask)
         if n_calc and ys.size:
+            # 2-3 px flecks (a one-pixel dot vanishes when the crop is resized to the recogniser's input)
             idx = rng.integers(0, ys.size, n_calc)
-            inten[ys[idx], xs[idx]] += rng.uniform(3, 6, n_calc)
+            for y, x, amp in zip(ys[idx], xs[idx], rng.uniform(3, 6, n_calc)):
+                y0c, y1c, x0c, x1c = max(0, y - 1), min(h, y + 2), max(0, x - 1), min(w, x + 2)
+                inten[y0c:y1c, x0c:x1c] += amp * _FLECK[y0c - y + 1:y1c - y + 1, x0c - x + 1:x1c - x + 1]
     inten += 0.01 * np.abs(rng.standard_normal((h, w), dtype=np.float32))  # electronic noise
     out = np.log1p(style.dynamic_range * inten) / math.log1p(style.dynamic_range * 2.0)
     out = np.clip(out, 0, 1) ** style.gamma * style.gain

@@ -98,6 +98,8 @@ def image_data(data: dict, work_dir: str) -> DataLayout:
         for i, (name, n) in enumerate(data['images'].items()):
             cmd = py(gen, osp.join(root, name), '--num-images', n, '--seed', data.get('seed', 0) + i,
                      '--style', 'b' if i else 'a', '--overwrite', '--no-progress')
+            if data.get('difficulty') is not None:
+                cmd += ['--difficulty', str(data['difficulty'])]
             out.stages.append(Stage(f'generate_{name}', cmd, inputs=[gen], outputs=[osp.join(root, name)],
                                     desc=f'synthetic {name} ({n} images)'))
         names = list(data['images'])

@@ -121,7 +121,7 @@ SPEC_KEYS = ('name', 'work_dir', 'schedule', 'data', 'detector', 'detectors', 'c
 _CONVERTED = ('root', 'seed', 'ratios', 'balanced', 'where', 'where_not')
 #: ``data`` keys per ``data.type``
 DATA_KEYS = {
-    'synthetic_hospitals': ('type', 'images') + _CONVERTED,
+    'synthetic_hospitals': ('type', 'images', 'difficulty') + _CONVERTED,
     'dataset': ('type', 'format', 'external_root', 'external_format', 'external_where', 'external_title')
     + _CONVERTED,
     'coco': ('type', 'root', 'title', 'seed'),
@@ -160,6 +160,13 @@ def check_spec_keys(spec) -> None:
     for k in toy:
         if not k.startswith('_') and k not in TOY_KEYS:
             _refuse('toy key', k, TOY_KEYS)
+    report = spec.get('report') or {}
+    if report.get('targets'):
+        from .targets import TARGET_KEYS
+        known = TARGET_KEYS.get(report.get('type', 'paper'), ())
+        for k in report['targets']:
+            if k not in known:
+                _refuse('report.targets key', k, known, f" for report.type={report.get('type', 'paper')!r}")
     every = sorted({k for keys in DATA_KEYS.values() for k in keys})
     for k in toy.get('data') or {}:
         if not k.startswith('_') and k not in every:
@@ -388,7 +395,8 @@ class Study:
                     ov[k] = osp.join(sub, 'labelled.json')
                 elif v == 'extended_train.json':
                     ov[k] = osp.join(sub, 'unlabelled.json')
-        ov['randomness.seed'] = point.get('seed', 0)
+        # a grid seed seeds its runs; without one, the study's seed (data.seed) does
+        ov['randomness.seed'] = point.get('seed', self.data.get('seed', 0))
         ov.update(self.methods[m].get('overrides', {}))
         ov.update({k: v for k, v in point.items() if k not in ('seed', 'labelled_share')})
         # toy settings change what a method's config has (rampup_iters exists only in the mean teacher)

@@ -300,6 +300,10 @@ def paper_report(ctx: ReportContext, rows: List[dict]):
         rep['paired'] = paired_differences(ctx, cls_rows, 'supervised_basic')
         md += ['## Paired differences against supervised-basic\n', paired_table(rep['paired'], tests), '',
                'AUC difference on the same test crops with its 95% CI and the paired DeLong p-value.\n']
+    if ctx.report.get('targets'):
+        from .targets import check_paper_targets, paper_targets_section
+        rep['targets'] = check_paper_targets(rep, ctx.report['targets'])
+        md += paper_targets_section(rep['targets'], {ts: t.get('title', ts) for ts, t in tests.items()})
     plot_roc_panels(panels, ctx.p('report', 'roc_curves.png'))
     md += ['## ROC curves\n', '![ROC curves](roc_curves.png)\n']
     from .clinical import clinical_section

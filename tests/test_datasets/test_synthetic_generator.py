@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mmbus.datasets.converters import convert_and_split
-from mmbus.datasets.synthetic import CUE_NAMES, STYLES, render_case, sample_cues, sample_shape
+from mmbus.datasets.synthetic import CUE_NAMES, STYLES, NoduleCues, render_case, sample_cues, sample_shape
 from mmbus.datasets.synthetic_dataset import make_synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[2]
@@ -108,7 +108,8 @@ def test_difficulty_controls_class_overlap():
     def logit(t):
         return np.log(t / (1 - t))
 
-    for difficulty, expected in ((0.0, 0.998), (0.5, 0.90), (1.0, 0.5)):
+    # 0.3: the main job's difficulty (D = 4 * 0.7^1.15 = 2.656, Phi(2.656 / sqrt 2) = 0.970)
+    for difficulty, expected in ((0.0, 0.998), (0.3, 0.970), (0.5, 0.90), (1.0, 0.5)):
         mal = logit(_mean_cues(True, difficulty)).sum(1)
         ben = logit(_mean_cues(False, difficulty)).sum(1)
         d = 4.0 * (1 - difficulty) ** 1.15
@@ -135,6 +136,32 @@ def test_malignant_nodules_taller_and_more_irregular():
     mal, ben = np.array(stats[True]), np.array(stats[False])
     assert mal[:, 0].mean() > 1.0 > ben[:, 0].mean()       # taller-than-wide vs parallel
     assert mal[:, 1].mean() < ben[:, 1].mean() - 0.03      # less convex
+
+
+def test_microcalcifications_survive_the_recognisers_input_size():
+    """A crop letterboxed to the cpu-quick recogniser's 32 px: the brightest pixels inside the nodule (mask
+    eroded by 2 px) are bright flecks when the calcification cue is on and dark tissue when it is off (a
+    one-pixel dot would be averaged away by the ~2.5x downscale)."""
+    import cv2
+
+    from mmbus.apis.boxes import crop_nodule, xywh_to_xyxy
+    from mmbus.datasets.transforms.letterbox import LetterboxResize
+    resize = LetterboxResize(32)
+
+    def brightest_inside(calcification, seed):
+        rng = np.random.default_rng(seed)
+        c = NoduleCues(calcification=calcification)
+        case = render_case(rng, 'x', STYLES['a'], [c], [sample_shape(rng, c)], caliper_prob=0)
+        box = xywh_to_xyxy(case.boxes[0])
+        crop, _ = crop_nodule(case.image, box, 10)
+        mask, _ = crop_nodule(cv2.erode(case.masks[0], np.ones((5, 5), np.uint8)), box, 10)
+        img = resize.transform({'img': crop})['img'].astype(float)
+        inside = resize.transform({'img': mask})['img'] > 127
+        return np.sort(img[inside])[-3:].mean()
+
+    on = np.mean([brightest_inside(1.0, s) for s in range(12)])
+    off = np.mean([brightest_inside(0.0, s) for s in range(12)])
+    assert on > 180 and off < 120, (on, off)
 
 
 def test_synthetic_converts_and_loads_in_mmdet(tmp_path):

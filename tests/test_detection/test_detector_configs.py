@@ -12,6 +12,7 @@ from mmdet.registry import MODELS
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs/mmbus/faster_rcnn_vgg16_*.py')))
+STRIDE_8 = {'faster_rcnn_vgg16_bus_cpu_quick.py'}
 
 
 def test_all_detector_configs_found():
@@ -31,14 +32,17 @@ def test_config_builds_a_two_class_vgg16_faster_rcnn(path):
     assert type(model).__name__ == 'FasterRCNN'
     assert type(model.backbone).__name__ == 'VGG'
     assert model.roi_head.bbox_head.num_classes == 1
-    # stride 16, single level: conv5_3 before pool5
+    # single level: conv5_3 before pool5 at stride 16; the synthetic images' CPU-quick config: conv4_3 before
+    # pool4 at stride 8. The anchors and the RoI extractor follow the backbone's stride.
+    stride = 8 if osp.basename(path) in STRIDE_8 else 16
     model.eval()
     with torch.no_grad():
         feats = model.extract_feat(torch.zeros(1, 3, 64, 96))
-    assert len(feats) == 1 and feats[0].shape == (1, 512, 4, 6)
+    assert len(feats) == 1 and feats[0].shape == (1, 512, 64 // stride, 96 // stride)
     gen = model.rpn_head.prior_generator
-    assert gen.strides == [(16, 16)] and gen.num_base_priors == [9]
-    assert list(model.roi_head.bbox_roi_extractor.featmap_strides) == [16]
+    assert gen.strides == [(stride, stride)] and gen.num_base_priors == [9]
+    assert list(model.roi_head.bbox_roi_extractor.featmap_strides) == [stride]
+    assert cfg.model.data_preprocessor.pad_size_divisor == stride
     assert cfg.train_cfg.type == 'IterBasedTrainLoop'
     assert any(h['type'] == 'TwoPhaseFineTuneHook' for h in cfg.custom_hooks)
     evaluators = {e['type'] for e in cfg.test_evaluator}
@@ -80,7 +84,10 @@ def test_quick_and_busbra_variants():
     quick = Config.fromfile(osp.join(REPO, 'configs/mmbus/faster_rcnn_vgg16_bus_cpu_quick.py'))
     assert quick.model.backbone.norm_cfg.type == 'BN'
     assert 'init_cfg' not in quick.model.backbone or quick.model.backbone.init_cfg is None
-    assert quick.model.roi_head.bbox_head.fc_out_channels == 1024
+    assert quick.model.roi_head.bbox_head.fc_out_channels == 512
+    # conv4_3 at stride 8 for the 256 px synthetic images; BUS-BRA keeps conv5_3 at stride 16
+    assert quick.model.backbone.out_indices == (3, ) and quick.model.rpn_head.anchor_generator.strides == [8]
+    assert quick.model.roi_head.bbox_roi_extractor.featmap_strides == [8]
     assert quick.model.train_cfg.rcnn.sampler.num == 64
     assert quick.train_dataloader.dataset.data_root == 'data/bus_synthetic/hospital_a/'
     assert quick.train_dataloader.dataset.ann_file == 'annotations/basic_train.json'
@@ -88,3 +95,8 @@ def test_quick_and_busbra_variants():
     bra = Config.fromfile(osp.join(REPO, 'configs/mmbus/faster_rcnn_vgg16_busbra.py'))
     assert bra.test_dataloader.dataset.data_root == bra.data_root
     assert bra.test_evaluator[0].ann_file == bra.data_root + 'annotations/test.json'
+    bra_quick = Config.fromfile(osp.join(REPO, 'configs/mmbus/faster_rcnn_vgg16_busbra_cpu_quick.py'))
+    m = bra_quick.model
+    assert m.backbone.out_indices == (4, ) and m.backbone.num_stages == 5
+    assert m.rpn_head.anchor_generator.strides == [16] and m.roi_head.bbox_roi_extractor.featmap_strides == [16]
+    assert m.roi_head.bbox_head.fc_out_channels == 1024 and m.data_preprocessor.pad_size_divisor == 16
