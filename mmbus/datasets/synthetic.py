@@ -83,7 +83,7 @@ class NoduleCues:
     spiculation: number/length of spicules and angular (polygonal) margins;
     posterior: <0.5 enhancement, ~0.5 none, >0.5 shadowing;
     heterogeneity: darker and more heterogeneous interior;
-    calcification: microcalcification count (none below ~0.55);
+    calcification: microcalcification count (3 x 3 px flecks; none below 0.5);
     margin_blur: circumscribed (sharp, thin capsule) -> indistinct with echogenic halo.
     """
     orientation: float = 0.5
@@ -125,7 +125,6 @@ def sample_shape(rng: np.random.Generator, cues: NoduleCues) -> NoduleShape:
     kmax = 8
     ks = np.arange(2, kmax + 2)
     amp = rng.uniform(0.3, 1.0, kmax) / ks ** 0.6
-    # oval/gently lobulated (benign) -> irregular (malignant)
     # oval (benign) -> irregular (malignant); the low orders (2-5 lobes) carry most of it, so that the
     # irregularity survives the recogniser's ~2.5x downscaled crop, where finer ripples vanish
     amp *= 0.03 + 0.30 * cues.irregularity
