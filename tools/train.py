@@ -141,6 +141,12 @@ def main(argv=None):
         runner.train()
     except CheckpointError as e:
         sys.exit(f'error: {e}')
+    finally:
+        # tear the process group down before the interpreter exits: gloo's threads left to the exit handlers
+        # can abort a rank after a finished run ("terminate called without an active exception")
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 if __name__ == '__main__':

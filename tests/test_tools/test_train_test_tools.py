@@ -104,6 +104,7 @@ def test_two_process_cpu_distributed_training(tiny_project):
     assert w0.keys() == w1.keys()
     for k in w0:
         torch.testing.assert_close(w0[k], w1[k], rtol=0, atol=0, msg=f'ranks differ in {k}')
+    import mmbus.registry  # noqa: F401  (the safe globals of mmengine's checkpoints, as in the test above)
     initial = torch.load(work / 'iter_4.pth', weights_only=True)
     assert initial['meta']['iter'] == 4
     # the log says both processes took part
