@@ -17,18 +17,15 @@
 _base_ = ['./faster_rcnn_vgg16_bus.py']
 
 data_root = 'data/BUS-BRA/BUSBRA/'
-train_ann_file = 'annotations/basic_train.json'
-val_ann_file = 'annotations/val.json'
-test_ann_file = 'annotations/test.json'
-
-train_dataloader = dict(dataset=dict(data_root=data_root, ann_file=train_ann_file))
-val_dataloader = dict(dataset=dict(data_root=data_root, ann_file=val_ann_file))
-test_dataloader = dict(dataset=dict(data_root=data_root, ann_file=test_ann_file))
+# the converter's annotations/{basic_train,val,test}.json under BUS-BRA's data_root
+train_dataloader = dict(dataset=dict(data_root=data_root))
+val_dataloader = dict(dataset=dict(data_root=data_root))
+test_dataloader = dict(dataset=dict(data_root=data_root))
 val_evaluator = [
-    dict(type='CocoMetric', ann_file=data_root + val_ann_file, metric='bbox'),
+    dict(type='CocoMetric', ann_file=data_root + _base_.val_ann_file, metric='bbox'),
     dict(type='BoxIoUMetric', best_box='top_score'),
 ]
 test_evaluator = [
-    dict(type='CocoMetric', ann_file=data_root + test_ann_file, metric='bbox'),
+    dict(type='CocoMetric', ann_file=data_root + _base_.test_ann_file, metric='bbox'),
     dict(type='BoxIoUMetric', best_box='top_score'),
 ]

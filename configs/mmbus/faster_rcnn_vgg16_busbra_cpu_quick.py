@@ -35,16 +35,11 @@ train_pipeline = [
          saturation_range=(1.0, 1.0), hue_delta=0),
     dict(type='PackDetInputs', meta_keys={{_base_.bus_meta_keys}}),
 ]
-test_pipeline = [
-    dict(type='LoadImageFromFile', color_type='color'),
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs', meta_keys={{_base_.bus_meta_keys}}),
-]
-train_dataloader = dict(dataset=dict(data_root=data_root, ann_file='annotations/basic_train.json',
-                                     pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(data_root=data_root, ann_file='annotations/val.json', pipeline=test_pipeline))
-test_dataloader = dict(dataset=dict(data_root=data_root, ann_file='annotations/test.json', pipeline=test_pipeline))
+test_pipeline = [dict(t, scale=img_scale) if 'scale' in t else t for t in _base_.test_pipeline]  # at this scale
+# the converter's annotations/{basic_train,val,test}.json under BUS-BRA's data_root
+train_dataloader = dict(dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_dataloader = dict(dataset=dict(data_root=data_root, pipeline=test_pipeline))
 val_evaluator = [
     dict(type='CocoMetric', ann_file=data_root + 'annotations/val.json', metric='bbox'),
     dict(type='BoxIoUMetric', best_box='top_score'),

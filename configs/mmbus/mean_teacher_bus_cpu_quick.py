@@ -1,7 +1,7 @@
-# CPU-sized mean teacher (minutes on one core): 1/4-width MTConvNet, 32 x 32 crops, 16 labelled + 16
-# unlabelled per batch, 80 epochs x 20 iterations = 1600 iterations, consistency ramp-up over the first
-# 400 (a quarter of the run, as the paper's 10k of 40k), EMA decay 0.97 during the ramp-up and 0.99 after,
-# +-2 px random translations in the views, w_max 50.
+# CPU-sized mean teacher (minutes on one core): 1/4-width MTConvNet, 32 x 32 crops, 16 labelled + 16 unlabelled
+# crops per batch, 80 epochs of 20 iterations, consistency ramp-up over the first 400 iterations.
+# How the settings were found: docs/notes/2026-12-04-config-settings.md.
+#   python tools/train.py configs/mmbus/mean_teacher_bus_cpu_quick.py
 _base_ = [
     '../_base_/models/mean_teacher_convnet.py', '../_base_/datasets/bus_crops_cpu_quick.py',
     '../_base_/schedules/schedule_cls_cpu_quick.py', '../_base_/default_runtime_cls.py'
@@ -10,8 +10,7 @@ widen_factor = 0.25
 rampup_iters = 400
 max_epochs = 80
 model = dict(backbone=dict(widen_factor=widen_factor), head=dict(in_channels=int(128 * widen_factor)),
-             consistency_weight=50.0, rampup_iters=rampup_iters,
-             view_augment=dict(translate=2))
+             rampup_iters=rampup_iters, view_augment=dict(translate=2))
 # labelled basic-train crops + unlabelled extended-train crops (gt_label -1), as bus_crops_semi.py
 num_labelled = 16
 num_unlabelled = 16
@@ -20,12 +19,8 @@ train_dataloader = dict(
     sampler=dict(num_labelled=num_labelled, num_unlabelled=num_unlabelled),
     dataset=dict(
         _delete_=True, type='ConcatDataset',
-        datasets=[
-            dict(type='BUSCropDataset', data_root={{_base_.data_root}}, ann_file='basic_train.json',
-                 pipeline={{_base_.train_pipeline}}),
-            dict(type='BUSCropDataset', data_root={{_base_.data_root}}, ann_file='extended_train.json',
-                 pipeline={{_base_.train_pipeline}}),
-        ]))
+        datasets=[_base_.train_dataloader.dataset,
+                  dict(_base_.train_dataloader.dataset, ann_file='extended_train.json')]))
 # validation reports the teacher and the student (SemiClassifier.predict_student_too=True)
 val_evaluator = [
     dict(type='BinaryDiagnosticMetric', prefix='teacher'),

@@ -14,16 +14,15 @@ model = dict(_delete_=True, detector=detector, **_base_.soft_teacher,
              data_preprocessor=dict(type='MultiBranchDataPreprocessor', data_preprocessor=detector.data_preprocessor))
 # Labelled images: exactly the supervised detector's training pipeline; unlabelled ones: its loading, no
 # boxes, then the weak (teacher) and strong (student) views at its input size.
-img_scale = _base_.img_scale
 sup_pipeline = _base_.train_pipeline[:-1] + [
     dict(type='MultiBranch', branch_field=_base_.branch_field, sup=_base_.train_pipeline[-1])]
 unsup_pipeline = [
     _base_.train_pipeline[0],
     dict(type='LoadEmptyAnnotations'),
     dict(type='MultiBranch', branch_field=_base_.branch_field,
-         unsup_teacher=[dict(type='Resize', scale=img_scale, keep_ratio=True)] + _base_.weak_view,
-         unsup_student=[dict(type='RandomResize', scale=img_scale, ratio_range=(0.8, 1.2), keep_ratio=True)]
-         + _base_.strong_view)]
+         unsup_teacher=[dict(type='Resize', scale=_base_.img_scale, keep_ratio=True)] + _base_.weak_view,
+         unsup_student=[dict(type='RandomResize', scale=_base_.img_scale, ratio_range=(0.8, 1.2),
+                             keep_ratio=True)] + _base_.strong_view)]
 labelled_dataset = dict(_base_.train_dataloader.dataset, pipeline=sup_pipeline)
 unlabelled_dataset = dict(labelled_dataset, **_base_.unlabelled_split, pipeline=unsup_pipeline)
 num_labelled, num_unlabelled = 2, 6

@@ -2,12 +2,7 @@
 # all labelled (the extended crops' hidden labels revealed).
 #   python tools/train.py configs/mmbus/supervised_all_bus_gpu.py
 _base_ = ['./supervised_basic_bus_gpu.py']
-train_dataloader = dict(
-    dataset=dict(
-        _delete_=True, type='ConcatDataset',
-        datasets=[
-            dict(type='BUSCropDataset', data_root={{_base_.data_root}}, ann_file='basic_train.json',
-                 pipeline={{_base_.train_pipeline}}),
-            dict(type='BUSCropDataset', data_root={{_base_.data_root}}, ann_file='extended_train.json',
-                 use_hidden_labels=True, pipeline={{_base_.train_pipeline}}),
-        ]))
+train_dataloader = dict(dataset=dict(
+    _delete_=True, type='ConcatDataset',
+    datasets=[_base_.train_dataloader.dataset,
+              dict(_base_.train_dataloader.dataset, ann_file='extended_train.json', use_hidden_labels=True)]))

@@ -8,11 +8,8 @@ train_dataloader = dict(num_workers=3, sampler=dict(epoch_length=50))
 val_dataloader = dict(batch_size=256)
 test_dataloader = dict(batch_size=256)
 optim_wrapper = dict(type='AutoAmpOptimWrapper', dtype='bfloat16')
-train_cfg = dict(max_epochs=max_epochs, val_interval=1)
+train_cfg = dict(max_epochs=max_epochs)
 param_scheduler = [dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs, eta_min=0.0,
                         convert_to_iter_based=True)]
-custom_hooks = [
-    dict(type='SmoothedMetricHook', keys='diag/auc', window={{_base_.smooth_window}}, partial=0.0),
-    dict(type='IterPatienceEarlyStoppingHook', monitor='diag/auc_smooth', rule='greater', patience_iters=1000,
-         min_delta=0.001),
-]
+# the paper config's selection; early stop after 1000 iterations without improvement
+custom_hooks = [dict(h, patience_iters=1000) if 'patience_iters' in h else h for h in _base_.custom_hooks]

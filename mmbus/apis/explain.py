@@ -23,262 +23,34 @@ letterbox resize is cut off and the rest resized to the crop's size.
 Pipelines that crop the image (``CenterCrop``, ``RandomResizedCrop`` ...)
 cannot be mapped back and are refused.
 
-Measures against a lesion mask (Zhang et al., "Top-down neural attention by
-excitation backprop", IJCV 2018, for the pointing game; the "energy-based
-pointing game" of Score-CAM, Wang et al. 2020, for the energy):
+The maps and the overlay for display live here; the other pieces, all
+importable from this module, are
 
-* :func:`pointing_game`: a hit iff the map's maximum lies inside the mask or
-  within ``tolerance`` pixels of it (Zhang et al. use 15 px on ~224 px
-  images; crops here carry only a 10 px margin around the nodule, so the
-  default is 5 px, otherwise almost any peak in the margin would count).
-* :func:`energy_inside`: the share of the map's mass inside the mask; a
-  uniform map scores the mask's area fraction (the chance level).
+* :mod:`mmbus.apis.cam_model`: the classifier as a logits module and the
+  target layer (:func:`logits_module`, :func:`find_last_conv`);
+* :mod:`mmbus.apis.cam_input`: crops -> network input, and the map back;
+* :mod:`mmbus.apis.cam_measures`: measures against a lesion mask
+  (:func:`pointing_game`, :func:`energy_inside`, :func:`cam_peak`).
 """
-import contextlib
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import torch
-import torch.nn as nn
 
-#: Pointing-game tolerance in crop pixels (see the module doc).
-DEFAULT_TOLERANCE = 5.0
+from .cam_input import _check_crop, _Preparer, _to_crop_size
+from .cam_measures import (DEFAULT_TOLERANCE, _check_cam, cam_peak,
+                           energy_inside, pointing_game)
+from .cam_model import (ClassifierLogits, _no_inplace, _resolve_layer,
+                        find_last_conv, logits_module)
+
+__all__ = [
+    'cam_for_crops', 'overlay', 'DEFAULT_ALPHA', 'DEFAULT_TOLERANCE',
+    'cam_peak', 'pointing_game', 'energy_inside', 'find_last_conv',
+    'logits_module', 'ClassifierLogits'
+]
+
 #: Weight of the heat map in :func:`overlay` (the crop gets ``1 - alpha``).
 DEFAULT_ALPHA = 0.5
-#: Transforms whose geometry cannot be undone on the map.
-_CROPPING_TRANSFORMS = ('Crop', )
-
-
-# ----------------------------------------------------------------------------
-# the classifier as a plain logits module
-# ----------------------------------------------------------------------------
-def _is_mmpretrain_classifier(model) -> bool:
-    return hasattr(model, 'extract_feat') and hasattr(model,
-                                                      'data_preprocessor')
-
-
-class ClassifierLogits(nn.Module):
-    """An mmpretrain ``ImageClassifier`` as a plain module returning logits.
-
-    ``ImageClassifier.forward(x, mode='tensor')`` runs backbone, neck and
-    head and returns the head's raw scores (``LinearClsHead``: the ``fc``
-    output, before softmax), which is what Grad-CAM differentiates. A
-    classifier without a head returns backbone features there, which have no
-    class to explain: refused.
-    """
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model(x, mode='tensor')
-        if isinstance(out, (tuple, list)):
-            raise TypeError(
-                f'{type(self.model).__name__}(mode="tensor") returned '
-                'features, not class scores: the classifier has no head to '
-                'explain')
-        return out
-
-
-def logits_module(classifier) -> nn.Module:
-    """``classifier`` as an ``nn.Module`` mapping a preprocessed batch to
-    ``(B, num_classes)`` logits: an mmpretrain classifier is wrapped in
-    :class:`ClassifierLogits`, a plain ``nn.Module`` is returned as is."""
-    if _is_mmpretrain_classifier(classifier):
-        return ClassifierLogits(classifier)
-    if isinstance(classifier, nn.Module):
-        return classifier
-    raise TypeError('classifier must be an mmpretrain ImageClassifier or a '
-                    'torch.nn.Module returning logits, got '
-                    f'{type(classifier).__name__}')
-
-
-@contextlib.contextmanager
-def _no_inplace(module):
-    """Switch off ``inplace`` activations while the map is computed: an
-    in-place ReLU right after the target layer would overwrite the
-    activation Grad-CAM keeps (and break its gradient hook); numbers do not
-    change."""
-    changed = []
-    for m in module.modules():
-        if getattr(m, 'inplace', False) is True:
-            m.inplace = False
-            changed.append(m)
-    try:
-        yield
-    finally:
-        for m in changed:
-            m.inplace = True
-
-
-# ----------------------------------------------------------------------------
-# crops -> network input, and the geometry back
-# ----------------------------------------------------------------------------
-def _classifier_cfg(classifier):
-    cfg = getattr(classifier, '_config', None) or getattr(
-        classifier, 'cfg', None)
-    return cfg
-
-
-def _loader_is_grey(pipeline_cfg) -> bool:
-    loader = [t for t in pipeline_cfg
-              if 'LoadImageFromFile' in str(t.get('type'))]
-    return bool(loader) and loader[0].get(
-        'color_type', 'color') in ('grayscale', 'unchanged_grayscale')
-
-
-class _Preparer:
-    """Crop -> (network input tensor, content window in that input).
-
-    The window ``(top, left, height, width)`` is where the crop's pixels
-    landed in the network input (all of it after a plain resize; the
-    unpadded middle after a letterbox resize)."""
-
-    def __init__(self, classifier):
-        self.mm = _is_mmpretrain_classifier(classifier)
-        self.classifier = classifier
-        self.transforms, self.pack, self.grey = [], None, False
-        if not self.mm:
-            return
-        cfg = _classifier_cfg(classifier)
-        pipeline_cfg = []
-        if cfg is not None and cfg.get('test_dataloader'):
-            pipeline_cfg = list(cfg.test_dataloader.dataset.pipeline)
-        self.grey = _loader_is_grey(pipeline_cfg)
-        from mmengine.registry import DefaultScope
-        from mmpretrain.registry import TRANSFORMS
-        with DefaultScope.overwrite_default_scope('mmpretrain'):
-            for t in pipeline_cfg:
-                kind = str(t.get('type', ''))
-                if 'LoadImageFromFile' in kind:
-                    continue  # the crop is already in memory
-                if any(c in kind for c in _CROPPING_TRANSFORMS):
-                    raise ValueError(
-                        f'the classifier test pipeline crops the image '
-                        f'({kind}): its class-activation map cannot be '
-                        'mapped back onto the nodule crop')
-                built = TRANSFORMS.build(dict(t))
-                if 'Pack' in kind:
-                    self.pack = built
-                else:
-                    self.transforms.append(built)
-            if self.pack is None:
-                self.pack = TRANSFORMS.build(dict(type='PackInputs'))
-
-    def _one(self, crop: np.ndarray):
-        h, w = crop.shape[:2]
-        if not self.mm:
-            arr = crop[None] if crop.ndim == 2 else crop.transpose(2, 0, 1)
-            return torch.from_numpy(np.ascontiguousarray(arr)).float(), \
-                (0, 0, h, w)
-        if self.grey and crop.ndim == 3:
-            import mmcv
-            crop = mmcv.bgr2gray(crop)
-        res = dict(img=crop, img_shape=crop.shape[:2],
-                   ori_shape=crop.shape[:2])
-        for t in self.transforms:
-            res = t(res)
-        out_h, out_w = res['img'].shape[:2]
-        if 'pad_offset' in res:  # LetterboxResize: content in the middle
-            left, top = res['pad_offset']
-            sf = res.get('scale_factor', 1.0)
-            sx, sy = (sf, sf) if np.isscalar(sf) else (sf[0], sf[1])
-            cw = min(out_w - left, max(1, int(round(w * sx))))
-            ch = min(out_h - top, max(1, int(round(h * sy))))
-            window = (int(top), int(left), ch, cw)
-        else:
-            window = (0, 0, out_h, out_w)
-        packed = self.pack(res)
-        return packed, window
-
-    def __call__(self, crops: Sequence[np.ndarray]):
-        """List of (packed sample or tensor, window)."""
-        return [self._one(c) for c in crops]
-
-    def batch(self, samples):
-        """Stack prepared samples into one float input batch."""
-        if not self.mm:
-            return torch.stack(samples)
-        data = dict(inputs=[s['inputs'] for s in samples],
-                    data_samples=[s['data_samples'] for s in samples])
-        return self.classifier.data_preprocessor(data, False)['inputs']
-
-
-def _check_crop(crop, k: int) -> np.ndarray:
-    crop = np.asarray(crop)
-    if crop.ndim not in (2, 3) or crop.shape[0] == 0 or crop.shape[1] == 0:
-        raise ValueError(f'crop {k}: expected a non-empty HxW or HxWxC '
-                         f'image, got shape {crop.shape}')
-    return crop
-
-
-# ----------------------------------------------------------------------------
-# target layer
-# ----------------------------------------------------------------------------
-def find_last_conv(model, example_input) -> Tuple[str, object]:
-    """The default target layer: the last ``nn.Conv2d`` that runs in a
-    forward pass of ``example_input`` and still has a spatial output (H or W
-    above 1), searched in the classifier's ``backbone`` when it has one
-    (so a neck or head conv is never picked), else in the whole model.
-
-    Found by execution order (forward hooks), not by registration order,
-    which need not match the order a network runs its layers in.
-
-    Returns ``(dotted name, module)``.
-    """
-    root = getattr(model, 'backbone', None)
-    root = root if isinstance(root, nn.Module) else model
-    prefix = 'backbone.' if root is not model else ''
-    order, handles = [], []
-    for name, m in root.named_modules():
-        if isinstance(m, nn.Conv2d):
-            def hook(mod, inp, out, name=name):
-                if out.dim() == 4 and (out.shape[-1] > 1 or out.shape[-2] > 1):
-                    order.append((prefix + name, mod))
-            handles.append(m.register_forward_hook(hook))
-    if not handles:
-        raise ValueError(f'{type(root).__name__} has no Conv2d layer; pass '
-                         'the target layer explicitly (layer=...)')
-    try:
-        with torch.no_grad():
-            logits_module(model)(example_input)
-    finally:
-        for h in handles:
-            h.remove()
-    if not order:
-        raise ValueError(
-            f'no Conv2d of {type(root).__name__} has a spatial output for an '
-            f'input of shape {tuple(example_input.shape)}; pass the target '
-            'layer explicitly (layer=...)')
-    return order[-1]
-
-
-def _resolve_layer(model, layer):
-    if isinstance(layer, str):
-        try:
-            return model.get_submodule(layer)
-        except AttributeError:
-            raise ValueError(f'{type(model).__name__} has no layer named '
-                             f'{layer!r}') from None
-    return layer
-
-
-# ----------------------------------------------------------------------------
-# maps
-# ----------------------------------------------------------------------------
-def _to_crop_size(cam: np.ndarray, window, size_hw) -> np.ndarray:
-    import cv2
-    top, left, h, w = window
-    cam = cam[top:top + h, left:left + w]
-    cam = cv2.resize(np.ascontiguousarray(cam, dtype=np.float32),
-                     (int(size_hw[1]), int(size_hw[0])),
-                     interpolation=cv2.INTER_LINEAR)
-    cam = np.clip(cam, 0.0, None)
-    # rescale to a maximum of 1 on the crop itself: evidence the network put
-    # on letterbox padding is not tissue and is dropped with the padding
-    top_value = float(cam.max())
-    return (cam / top_value if top_value > 0 else cam).astype(np.float32)
 
 
 def cam_for_crops(classifier,
@@ -408,90 +180,3 @@ def overlay(crop: np.ndarray, cam: np.ndarray,
     return show_cam_on_image(rgb.astype(np.float32) / 255.0,
                              np.clip(cam, 0, 1), use_rgb=True,
                              image_weight=1.0 - alpha)
-
-
-# ----------------------------------------------------------------------------
-# measures against a lesion mask
-# ----------------------------------------------------------------------------
-def _check_cam(cam, what: str = 'cam') -> np.ndarray:
-    cam = np.asarray(cam, dtype=np.float64)
-    if cam.ndim != 2 or cam.size == 0:
-        raise ValueError(f'{what} must be a non-empty HxW map, got shape '
-                         f'{cam.shape}')
-    if not np.isfinite(cam).all():
-        raise ValueError(f'{what} holds NaN or infinite values')
-    if cam.min() < 0:
-        raise ValueError(f'{what} has negative values (min {cam.min():.3g}); '
-                         'class-activation maps are non-negative')
-    return cam
-
-
-def _check_pair(cam, mask) -> Tuple[np.ndarray, np.ndarray]:
-    cam = _check_cam(cam)
-    mask = np.asarray(mask)
-    if mask.ndim == 3 and mask.shape[2] in (1, 3, 4):
-        mask = mask[..., :3].max(axis=2)  # a colour-saved binary mask
-    if mask.shape != cam.shape:
-        raise ValueError(f'mask shape {mask.shape} differs from the cam '
-                         f'shape {cam.shape}: cut the mask to the crop window '
-                         'first')
-    return cam, mask > 0
-
-
-def cam_peak(cam: np.ndarray) -> Optional[Tuple[int, int]]:
-    """``(row, col)`` of the map's maximum, or ``None`` for a flat map (no
-    peak to point with).
-
-    Coarse maps up-sampled to the crop often have a plateau of equal maxima
-    (a whole feature-map cell); the peak is then the plateau pixel nearest
-    to the plateau's centroid, not its top-left corner, so ties do not pull
-    the peak towards one side of the crop.
-    """
-    cam = _check_cam(cam)
-    top, low = cam.max(), cam.min()
-    if top - low <= 1e-12:
-        return None
-    rows, cols = np.nonzero(cam >= top - 1e-6 * (top - low))
-    k = int(np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2))
-    return int(rows[k]), int(cols[k])
-
-
-def pointing_game(cam: np.ndarray, mask: np.ndarray,
-                  tolerance: float = DEFAULT_TOLERANCE) -> bool:
-    """Pointing game (Zhang et al. 2018): a hit iff the map's maximum lies
-    inside the mask or within ``tolerance`` pixels (Euclidean) of a mask
-    pixel.
-
-    A flat map (e.g. zero everywhere: no positive evidence for the class)
-    points nowhere and is a miss; so is an empty mask.
-
-    Raises:
-        ValueError: ``mask`` and ``cam`` differ in shape, or ``cam`` is not a
-            finite non-negative ``HxW`` map.
-    """
-    cam, mask = _check_pair(cam, mask)
-    if tolerance < 0:
-        raise ValueError(f'tolerance must be >= 0, got {tolerance}')
-    peak = cam_peak(cam)
-    if peak is None or not mask.any():
-        return False
-    if mask[peak]:
-        return True
-    rows, cols = np.nonzero(mask)
-    d2 = (rows - peak[0]) ** 2 + (cols - peak[1]) ** 2
-    return bool(d2.min() <= tolerance * tolerance)
-
-
-def energy_inside(cam: np.ndarray, mask: np.ndarray) -> float:
-    """Share of the map's mass inside the mask: ``sum(cam * mask) /
-    sum(cam)``, in ``[0, 1]``; a uniform map scores the mask's area fraction.
-    ``nan`` for a map that is zero everywhere (no mass to share).
-
-    Raises:
-        ValueError: as :func:`pointing_game`.
-    """
-    cam, mask = _check_pair(cam, mask)
-    total = cam.sum()
-    if total <= 0:
-        return float('nan')
-    return float(cam[mask].sum() / total)

@@ -1,12 +1,16 @@
-"""Training and validation curves of a run, read from mmengine's ``vis_data/scalars.json``, and the
-convergence verdict the report prints: where the selected checkpoint lies, and whether the monitored
-curve was still rising when the run ended (a schedule too short for that method)."""
+"""Training and validation curves of a run, read from mmengine's ``vis_data/scalars.json`` (or, where those
+were not kept, its console log), and the convergence verdict the report prints: where the selected checkpoint
+lies, and whether the monitored curve was still rising when the run ended (a schedule too short for that
+method)."""
 import glob
 import json
 import os.path as osp
+import re
 from typing import Dict, List, Optional, Tuple
 
 Curve = List[Tuple[int, float]]
+#: (training iteration, the validation metrics logged there), in iteration order
+Validations = List[Tuple[int, Dict[str, float]]]
 
 
 def scalars_file(run_dir: str) -> Optional[str]:
@@ -87,3 +91,67 @@ def convergence(curves: Dict[str, Curve], monitor: str, tail: int = 3) -> dict:
     return dict(monitor=monitor, validations=len(curve), best_iter=curve[best][0], best=curve[best][1],
                 last_iter=curve[-1][0], trained_iters=max([i for i, _ in curves.get('loss', [])] or [0]),
                 still_rising=best >= len(curve) - tail and len(curve) > tail)
+
+
+def validation_schedule(config: str) -> Tuple[Optional[int], Optional[int]]:
+    """(val_interval, max_iters) of an iteration-based training config, which :func:`read_curves` needs to
+    place validations logged by "epoch"; (None, None) for an epoch loop or a config that cannot be read."""
+    if not osp.isfile(config):
+        return None, None
+    try:
+        from mmengine.config import Config
+        tc = Config.fromfile(config, import_custom_modules=False).get('train_cfg') or {}
+    except Exception:  # an unreadable config only costs the curve's x axis
+        return None, None
+    if tc.get('type', 'IterBasedTrainLoop') != 'IterBasedTrainLoop' or 'max_epochs' in tc:
+        return None, None
+    return tc.get('val_interval'), tc.get('max_iters')
+
+
+def validations(curves: Dict[str, Curve]) -> Validations:
+    """The validation metrics of :func:`read_curves`'s output (the names with a ``/``) grouped by iteration."""
+    by_iter: Dict[int, Dict[str, float]] = {}
+    for name, points in curves.items():
+        if '/' in name:
+            for it, v in points:
+                by_iter.setdefault(it, {})[name] = v
+    return sorted(by_iter.items())
+
+
+def curve_from_scalars(files: List[str], val_interval: Optional[int] = None,
+                       max_iters: Optional[int] = None) -> Validations:
+    """(training iteration, validation metrics) from mmengine's ``scalars.json`` files, placed by
+    :func:`read_curves`."""
+    return validations(read_curves(files=files, val_interval=val_interval, max_iters=max_iters))
+
+
+def _metric_pairs(text: str) -> Dict[str, float]:
+    return {k: float(v) for k, v in re.findall(r'([\w./@-]+): (-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)\b', text)}
+
+
+def curve_from_log(path: str) -> Validations:
+    """The same from a training console log, for a run whose ``scalars.json`` was not kept: ``Iter(val)``
+    lines take the last training or checkpoint iteration before them, ``Epoch(val) [e]`` lines the end of
+    epoch ``e``."""
+    if not osp.isfile(path):
+        return []
+    out, last, epoch_len = [], 0, None
+    with open(path, errors='replace') as f:
+        for line in f:
+            m = re.search(r'Iter\(train\)\s*\[\s*(\d+)/', line) or re.search(r'Saving checkpoint at (\d+) iter', line)
+            if m:
+                last = max(last, int(m.group(1)))
+                continue
+            m = re.search(r'Epoch\(train\)\s*\[(\d+)\]\[\s*(\d+)/\s*(\d+)\]', line)
+            if m:
+                epoch_len = int(m.group(3))
+                last = max(last, (int(m.group(1)) - 1) * epoch_len + int(m.group(2)))
+                continue
+            m = re.search(r'(Iter|Epoch)\(val\)\s*(?:\[(\d+)\])?\s*\[\s*\d+/\s*\d+\]\s*(.*)', line)
+            if m:
+                metrics = {k: v for k, v in _metric_pairs(m.group(3)).items() if '/' in k}
+                if not metrics:
+                    continue
+                it = int(m.group(2)) * epoch_len if m.group(1) == 'Epoch' and epoch_len else last
+                out.append((it, metrics))
+    return out

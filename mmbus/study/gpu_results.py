@@ -4,461 +4,26 @@ one Markdown report and a folder of PNGs (``tools/gpu/collect_results.py`` is th
 
 Everything is read from the rows, the comparison report (``report/report.json``, whose AUCs, CIs and paired
 tests are copied, never recomputed), ``study_state.json`` and the detectors' training curves; the only new
-verdicts are the stage-1 and two-stage targets (:func:`detector_targets`, :func:`two_stage_targets`).
+verdicts are the stage-1 and two-stage targets (:func:`detector_targets`, :func:`two_stage_targets`). The
+pieces: :mod:`.gpu_kit` (the tarball, the stages, paths and sizes), :mod:`.gpu_stage1` (stage 1) and
+:mod:`.gpu_stage2` (stage 2 and the two stages together); this module writes the summary.
 """
 import glob
 import json
 import os
 import os.path as osp
-import re
 import shutil
-import tarfile
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional
 
 from mmbus.utils.io import atomic_write, atomic_write_json, atomic_write_text, make_dirs
+from .curves import curve_from_log, curve_from_scalars  # noqa: F401 (re-exported)
+from .gpu_kit import (SIZE_LIMIT, CollectError, expected_rows, has_rows, last_finished,  # noqa: F401 (re-exported)
+                      original_work_dir, run_log_lines, schedule_of, scrubber, shrink_pngs, stage_groups,
+                      stage_times, unfinished, unpack)
+from .gpu_stage1 import detector_targets, detectors_section, plot_detector_curve  # noqa: F401 (re-exported)
+from .gpu_stage2 import embed_report_md, stage2_section, two_stage, two_stage_targets, within_tolerance
 from .methods import title
-from .results import fmt, is_num, load_json, md_table
-
-SUPERVISED, SEMI, UPPER = 'detector', 'soft_teacher', 'upper'
-DETECTOR_TITLES = {SUPERVISED: 'Supervised (basic-train boxes)',
-                   SEMI: 'GatedSoftTeacher (semi-supervised, from the supervised one)',
-                   UPPER: 'Supervised upper bound (basic + extended boxes)'}
-DETECTOR_TARGETS = dict(min_mean_iou=0.75, min_ap50=0.90)
-TWO_STAGE_TOLERANCE = 0.03
-#: what docs/results may hold for one study (JSON, Markdown and PNGs together)
-SIZE_LIMIT = 1_900_000
-TOL = 1e-9  # float tolerance of the ">=" targets (0.85 - 0.80 is 0.04999...)
-
-
-class CollectError(Exception):
-    """A bad input: the message names the file."""
-
-
-# -- input ------------------------------------------------------------------------------------------------
-def unpack(tarball: str, dest: str) -> dict:
-    """Extract ``tarball`` into ``dest`` and return its ``kit.json``. Refuses what is not a tar archive, one
-    without ``kit.json`` and members that would land outside ``dest``."""
-    if not osp.isfile(tarball):
-        raise CollectError(f'{tarball}: no such file')
-    if not tarfile.is_tarfile(tarball):
-        raise CollectError(f'{tarball} is not a tar archive (expected the busbra_gpu.tar.gz of '
-                           'tools/gpu/run_busbra.sh)')
-    try:
-        with tarfile.open(tarball) as t:
-            names = t.getnames()
-            if 'kit.json' not in names:
-                raise CollectError(f'{tarball} holds no kit.json: not a tarball of tools/gpu/run_busbra.sh '
-                                   f'({len(names)} member(s), e.g. {names[:3]})')
-            bad = [n for n in names if n.startswith('/') or '..' in n.split('/')]
-            if bad:
-                raise CollectError(f'{tarball}: members outside the archive root ({bad[:3]}); not extracted')
-            t.extractall(dest, filter='data')
-    except (tarfile.TarError, EOFError, OSError) as e:
-        raise CollectError(f'{tarball} cannot be read as a tar archive: {e}') from None
-    try:
-        kit = load_json(osp.join(dest, 'kit.json'))
-    except ValueError as e:
-        raise CollectError(f'{tarball}: kit.json is not JSON ({e})') from None
-    if not isinstance(kit, dict):
-        raise CollectError(f'{tarball}: kit.json is not a JSON object')
-    return kit
-
-
-def has_rows(work: Optional[str]) -> bool:
-    return bool(work and glob.glob(osp.join(work, 'rows', '*.json')))
-
-
-def schedule_of(command: str) -> Optional[str]:
-    m = re.search(r'--schedule\s+(\S+)', command or '')
-    return m.group(1) if m else None
-
-
-# -- what the study should have produced --------------------------------------------------------------------
-def expected_rows(spec_file: Optional[str], schedule: Optional[str]) -> Optional[Dict[str, List[str]]]:
-    """Row names the study spec makes at ``schedule`` (``detectors``: one per detector on the internal test
-    split; ``stage2``: one per grid point, method and test set); None when the spec cannot be read."""
-    if not spec_file or not osp.isfile(spec_file):
-        return None
-    from mmengine.config import Config
-
-    from .engine import Study, grid_id
-    try:
-        spec = Config.fromfile(spec_file)
-        if schedule:
-            spec.schedule = schedule
-        study = Study(spec, work_dir='.')
-    except Exception as e:  # a spec this checkout cannot read only costs the list of missing rows
-        print(f'collect_results: {spec_file}: cannot list the expected rows ({type(e).__name__}: {e})')
-        return None
-    dets = [f'{Study.det_key(n)}_internal' for n in study.detector_specs()]
-    tests = [t['name'] for t in spec.get('test_sets', [dict(name='internal')])]
-    runs = []
-    for point, methods in study.plan:
-        gid = grid_id(point) if study.multi else ''
-        runs += [f"{gid + '_' if gid else ''}{m}_{t}" for m in methods for t in tests]
-    return dict(detectors=dets, stage2=runs)
-
-
-# -- stage 1 -----------------------------------------------------------------------------------------------
-def _metric_pairs(text: str) -> Dict[str, float]:
-    return {k: float(v) for k, v in re.findall(r'([\w./@-]+): (-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)\b', text)}
-
-
-def curve_from_scalars(files: List[str], val_interval: Optional[int] = None,
-                       max_iters: Optional[int] = None) -> List[Tuple[int, Dict[str, float]]]:
-    """(training iteration, validation metrics) of a detector from mmengine's ``scalars.json`` files, read by
-    the study's one reader (:func:`mmbus.study.curves.read_curves`, which places each validation)."""
-    from .curves import read_curves
-    by_iter: Dict[int, Dict[str, float]] = {}
-    for name, points in read_curves(files=files, val_interval=val_interval, max_iters=max_iters).items():
-        if '/' in name:
-            for it, v in points:
-                by_iter.setdefault(it, {})[name] = v
-    return sorted(by_iter.items())
-
-
-def curve_from_log(path: str) -> List[Tuple[int, Dict[str, float]]]:
-    """The same from a training console log (``logs/train_<detector>.log``), for a tarball whose
-    ``scalars.json`` was not packed: ``Iter(val)`` lines take the last training or checkpoint iteration
-    before them, ``Epoch(val) [e]`` lines the end of epoch ``e``."""
-    if not osp.isfile(path):
-        return []
-    out, last, epoch_len = [], 0, None
-    with open(path, errors='replace') as f:
-        for line in f:
-            m = re.search(r'Iter\(train\)\s*\[\s*(\d+)/', line) or re.search(r'Saving checkpoint at (\d+) iter', line)
-            if m:
-                last = max(last, int(m.group(1)))
-                continue
-            m = re.search(r'Epoch\(train\)\s*\[(\d+)\]\[\s*(\d+)/\s*(\d+)\]', line)
-            if m:
-                epoch_len = int(m.group(3))
-                last = max(last, (int(m.group(1)) - 1) * epoch_len + int(m.group(2)))
-                continue
-            m = re.search(r'(Iter|Epoch)\(val\)\s*(?:\[(\d+)\])?\s*\[\s*\d+/\s*\d+\]\s*(.*)', line)
-            if m:
-                metrics = {k: v for k, v in _metric_pairs(m.group(3)).items() if '/' in k}
-                if not metrics:
-                    continue
-                it = int(m.group(2)) * epoch_len if m.group(1) == 'Epoch' and epoch_len else last
-                out.append((it, metrics))
-    return out
-
-
-def _train_cfg(config: str) -> Tuple[Optional[int], Optional[int]]:
-    """(val_interval, max_iters) of a derived detector config, for the iterations of its validations."""
-    if not osp.isfile(config):
-        return None, None
-    try:
-        from mmengine.config import Config
-        tc = Config.fromfile(config, import_custom_modules=False).get('train_cfg') or {}
-    except Exception:  # an unreadable config only costs the curve's x axis
-        return None, None
-    if tc.get('type', 'IterBasedTrainLoop') != 'IterBasedTrainLoop' or 'max_epochs' in tc:
-        return None, None
-    return tc.get('val_interval'), tc.get('max_iters')
-
-
-def detector_curve(work: str, stem: str) -> Tuple[List[Tuple[int, Dict[str, float]]], Optional[int], str]:
-    """(validations, last iteration, source) of a detector: its ``scalars.json`` files (any depth under its
-    work dir's timestamped folders), else its training console log."""
-    files = sorted(glob.glob(osp.join(work, stem, 'vis_data', 'scalars.json')) +
-                   glob.glob(osp.join(work, stem, '*', 'vis_data', 'scalars.json')))
-    vi, mi = _train_cfg(osp.join(work, 'configs', f'{stem}.py'))
-    if files:
-        from .curves import read_curves
-        curves = read_curves(files=files, val_interval=vi, max_iters=mi)
-        curve = curve_from_scalars(files, vi, mi)
-        last = max([it for it, _ in curves.get('loss', [])] + [it for it, _ in curve] + [0])
-        return curve, last or None, 'scalars.json'
-    log = osp.join(work, 'logs', f'train_{stem}.log')
-    curve = curve_from_log(log)
-    if curve:
-        return curve, max(it for it, _ in curve), 'training log (no scalars.json in the results)'
-    return [], None, 'none'
-
-
-def plot_detector_curve(name: str, curve, path: str) -> str:
-    from .plots import _plt, save_fig
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.8), dpi=90)
-    its = [it for it, _ in curve]
-    series = (('bus_box/mean_iou', 'mean IoU', 'o-'),
-              ('bus_box/mean_iou_smooth', 'mean IoU (smoothed, selection)', '-'),
-              ('coco/bbox_mAP_50', 'COCO AP50', 's--'))
-    for key, label, style in series:
-        ys = [m.get(key) for _, m in curve]
-        if any(is_num(y) for y in ys):
-            ax.plot([i for i, y in zip(its, ys) if is_num(y)], [y for y in ys if is_num(y)], style, ms=3,
-                    label=label)
-    ax.axhline(DETECTOR_TARGETS['min_mean_iou'], color='grey', ls=':', lw=1,
-               label=f"IoU target {DETECTOR_TARGETS['min_mean_iou']:.2f}")
-    ax.set_ylim(0, 1)
-    ax.set_xlabel('training iteration')
-    ax.set_ylabel('validation')
-    ax.set_title(f'{DETECTOR_TITLES.get(name, name)}: validation', fontsize=9)
-    ax.legend(fontsize=7, loc='lower right')
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return save_fig(fig, path)
-
-
-def detectors_section(work: str, png_dir: str) -> Dict[str, dict]:
-    """One entry per detector row (``kind='detector'``) with its metrics, training time, last iteration
-    and validation-curve PNG (written into ``png_dir``)."""
-    out = {}
-    rows = [load_json(f) for f in glob.glob(osp.join(work, 'rows', '*.json'))]
-    rows = [r for r in rows if isinstance(r, dict) and r.get('kind') == 'detector']
-    order = list(DETECTOR_TITLES)
-    for row in sorted(rows, key=lambda r: (order.index(r.get('method')) if r.get('method') in order else len(order),
-                                           str(r.get('method')), str(r.get('test_set')))):
-        name = row.get('method', 'detector')
-        m = row.get('metrics') or {}
-        stem = 'detector' if name == 'detector' else f'det-{name}'
-        curve, last, source = detector_curve(work, stem)
-        png = None
-        if curve:
-            png = f'detector_curve_{name}.png'
-            plot_detector_curve(name, curve, osp.join(png_dir, png))
-        out[name] = dict(
-            title=DETECTOR_TITLES.get(name, name), test_set=row.get('test_set'),
-            mean_iou=m.get('bus_box/mean_iou'), std_iou=m.get('bus_box/std_iou'),
-            detected_at_0_5=m.get('bus_box/detected@0.5'),
-            froc={k.split('froc_sens@')[1]: v for k, v in m.items() if 'froc_sens@' in k},
-            coco_map=m.get('coco/bbox_mAP'), ap50=m.get('coco/bbox_mAP_50'), ap75=m.get('coco/bbox_mAP_75'),
-            nodules=m.get('bus_box/num_nodules'), train_s=row.get('train_s'), iterations=last,
-            validations=len(curve),
-            best_val_mean_iou=max([c['bus_box/mean_iou'] for _, c in curve if is_num(c.get('bus_box/mean_iou'))],
-                                  default=None),
-            curve_source=source, curve=png)
-    return out
-
-
-# -- targets ---------------------------------------------------------------------------------------------
-def _verdict(value, ok) -> Optional[bool]:
-    return None if not is_num(value) else bool(ok)
-
-
-def detector_targets(dets: Dict[str, dict], min_mean_iou: float = DETECTOR_TARGETS['min_mean_iou'],
-                     min_ap50: float = DETECTOR_TARGETS['min_ap50']) -> dict:
-    """Stage 1: the supervised detector's mean IoU >= ``min_mean_iou`` and AP50 >= ``min_ap50``; the
-    semi-supervised one above the supervised one on both. ``met`` is None where a value is missing."""
-    sup, semi = dets.get(SUPERVISED, {}), dets.get(SEMI, {})
-    out = dict(supervised_mean_iou=dict(value=sup.get('mean_iou'), target=f'≥ {min_mean_iou:.2f}',
-                                        met=_verdict(sup.get('mean_iou'),
-                                                     is_num(sup.get('mean_iou'))
-                                                     and sup['mean_iou'] >= min_mean_iou - TOL)),
-               supervised_ap50=dict(value=sup.get('ap50'), target=f'≥ {min_ap50:.2f}',
-                                    met=_verdict(sup.get('ap50'),
-                                                 is_num(sup.get('ap50')) and sup['ap50'] >= min_ap50 - TOL)))
-    for key, label in (('mean_iou', 'mean_iou'), ('ap50', 'ap50')):
-        a, b = semi.get(key), sup.get(key)
-        out[f'semi_above_supervised_{label}'] = dict(
-            value=a, reference=b, target='> supervised',
-            met=None if not (is_num(a) and is_num(b)) else bool(a > b))
-    verdicts = [v['met'] for v in out.values()]
-    out['met'] = None if any(v is None for v in verdicts) else all(verdicts)
-    return out
-
-
-def two_stage(rep: dict) -> Dict[str, dict]:
-    """Per method: the mean AUC of its runs on ground-truth crops and on detector crops over the draws that
-    have both, per setting of the grid apart from the seed (the labelled share); the setting with the most
-    draws is the method's headline. AUCs are the report's rows' (``report.json``)."""
-    cells: Dict[tuple, Dict[str, float]] = {}
-    for r in rep.get('rows', []):
-        auc = (r.get('metrics') or {}).get('auc')
-        if is_num(auc):
-            cells.setdefault((r['method'], r.get('gid', ''), json.dumps(
-                {k: v for k, v in r.get('grid', {}).items() if k != 'seed'}, sort_keys=True)), {})[r['test_set']] = auc
-    groups: Dict[str, Dict[str, List[tuple]]] = {}
-    for (m, gid, setting), c in cells.items():
-        if 'gt' in c and 'det' in c:
-            groups.setdefault(m, {}).setdefault(setting, []).append((gid, c['gt'], c['det']))
-    out = {}
-    for m, by_setting in groups.items():
-        settings = []
-        for setting, pts in by_setting.items():
-            gt, det = (sum(p[i] for p in pts) / len(pts) for i in (1, 2))
-            settings.append(dict(grid=json.loads(setting), draws=len(pts), gids=[p[0] for p in pts], gt=gt,
-                                 det=det, diff=det - gt))
-        settings.sort(key=lambda s: (-s['draws'], json.dumps(s['grid'], sort_keys=True)))
-        out[m] = dict(settings[0], by_setting=settings)
-    return out
-
-
-def two_stage_targets(ts: Dict[str, dict], tolerance: float = TWO_STAGE_TOLERANCE) -> dict:
-    """The two stages together: every method's AUC on detector crops within ``tolerance`` of its AUC on
-    ground-truth crops (a better AUC on detector crops meets it too)."""
-    methods = {m: dict(gt=v['gt'], det=v['det'], diff=v['diff'], met=bool(v['gt'] - v['det'] <= tolerance + TOL))
-               for m, v in ts.items()}
-    return dict(target=f'AUC on detector crops within {tolerance:.2f} of ground-truth crops', tolerance=tolerance,
-                methods=methods, met=all(v['met'] for v in methods.values()) if methods else None)
-
-
-# -- stage 2 ------------------------------------------------------------------------------------------------
-RUN_KEYS = ('auc', 'auc_ci_low', 'auc_ci_high', 'sensitivity', 'specificity', 'accuracy', 'num_samples',
-            'num_missed')
-
-
-def stage2_section(rep: dict) -> dict:
-    """The comparison report's numbers per test set: its summary (mean and sd over the draws of the main
-    section), every run's AUC with CI, and its paired differences; the learning curve likewise."""
-    def per_test_set(section: dict, rows: Optional[List[dict]]) -> dict:
-        sets = list(dict.fromkeys(list(section.get('summary', {})) + [r['test_set'] for r in rows or []]))
-        out = {}
-        for ts in sets:
-            out[ts] = dict(summary=section.get('summary', {}).get(ts, {}),
-                           paired=[p for p in section.get('paired', []) if p.get('test_set') == ts])
-            if rows is not None:
-                out[ts]['runs'] = [dict(method=r['method'], gid=r.get('gid'), grid=r.get('grid'),
-                                        **{k: r.get('metrics', {}).get(k) for k in RUN_KEYS})
-                                   for r in rows if r['test_set'] == ts]
-        return out
-    out = dict(title=rep.get('study'), schedule=rep.get('schedule'),
-               test_sets=per_test_set(rep, rep.get('rows', [])),
-               curves={n: per_test_set(c, None) for n, c in rep.get('curves', {}).items()})
-    return out
-
-
-def embed_report_md(md: str, png_names: Dict[str, str]) -> str:
-    """The comparison report's Markdown without its commands and versions (``study_state.json`` gives the wall
-    times), headings two levels down, images pointing at their copies (``png_names``: name -> link)."""
-    lines = []
-    for line in md.split('\n'):
-        if line.startswith('## Commands') or line.startswith('## Versions'):
-            break
-        if line.startswith('#'):
-            line = '##' + line
-        m = re.match(r'!\[([^\]]*)\]\(([^)]+)\)', line)
-        if m:
-            link = png_names.get(osp.basename(m.group(2)))
-            line = f'![{m.group(1)}]({link})' if link else f'_(figure {m.group(2)} not in the results)_'
-        lines.append(line)
-    return '\n'.join(lines).rstrip() + '\n'
-
-
-# -- stages, smoke pass, run log ------------------------------------------------------------------------------
-def stage_times(work: Optional[str]) -> Dict[str, dict]:
-    state = load_json(osp.join(work, 'study_state.json'), {}) if work else {}
-    return {n: dict(status=s.get('status'), wall_s=s.get('wall_s'), rc=s.get('rc'))
-            for n, s in (state or {}).get('stages', {}).items()}
-
-
-def stage_groups(stages: Dict[str, dict]) -> List[list]:
-    """Rows of the wall-time table: the detectors one by one, the rest summed by kind."""
-    groups: Dict[str, List[dict]] = {}
-    for n, s in stages.items():
-        if n.startswith('train_det'):
-            key = n
-        elif n.startswith('test_det'):
-            key = 'detector tests'
-        elif n.startswith('train_'):
-            key = 'stage-2 training'
-        elif n.startswith('test_'):
-            key = 'stage-2 tests'
-        elif n.startswith('crops_'):
-            key = 'crops (' + n[len('crops_'):] + ')'
-        elif n == 'report':
-            key = 'report'
-        else:
-            key = 'rows, subsets, other'
-        groups.setdefault(key, []).append(s)
-    rows = []
-    for key, ss in groups.items():
-        walls = [s['wall_s'] for s in ss if is_num(s.get('wall_s'))]
-        bad = sum(s.get('status') != 'done' for s in ss)
-        rows.append([key, len(ss), f'{sum(walls):.0f}' if walls else 'n/a', f'{max(walls):.0f}' if walls else 'n/a',
-                     f'{bad} not done' if bad else 'all done'])
-    return rows
-
-
-def last_finished(work: Optional[str]) -> Optional[str]:
-    import time
-    state = load_json(osp.join(work, 'study_state.json'), {}) if work else {}
-    ends = [s['finished'] for s in (state or {}).get('stages', {}).values() if is_num(s.get('finished'))]
-    return time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(max(ends))) if ends else None
-
-
-def unfinished(stages: Dict[str, dict]) -> List[str]:
-    """Stages that failed or were cut off (``running`` in the state: the process was killed)."""
-    return [n for n, s in stages.items() if s.get('status') != 'done']
-
-
-def run_log_lines(path: Optional[str]) -> List[str]:
-    """The launcher's own progress lines (``[gpu Ns] ...``) and the stack versions of ``run.log``."""
-    if not path or not osp.isfile(path):
-        return []
-    with open(path, errors='replace') as f:
-        return [ln.rstrip() for ln in f if ln.startswith('[gpu ') or ln.startswith('torch ')]
-
-
-# -- paths ----------------------------------------------------------------------------------------------
-_ABS = re.compile(r'(?<![\w.:/$~\-])/(?:[\w.+@=-]+/)*[\w.+@=-]+/?')
-
-
-def original_work_dir(work: Optional[str]) -> Optional[str]:
-    """The work dir the study ran in (on the machine that ran it), from the commands in ``study_state.json``:
-    the common folder of every ``--work-dir`` there (detectors, runs and evaluations sit right under it)."""
-    state = load_json(osp.join(work, 'study_state.json'), {}) if work else {}
-    dirs = []
-    for s in (state or {}).get('stages', {}).values():
-        cmd = s.get('cmd') or []
-        dirs += [cmd[i + 1] for i, c in enumerate(cmd[:-1]) if c == '--work-dir' and str(cmd[i + 1]).startswith('/')]
-    if not dirs:
-        return None
-    common = osp.commonpath(dirs)
-    return common if len(set(dirs)) > 1 else osp.dirname(common)
-
-
-def scrubber(roots: Dict[str, str]):
-    """A function that rewrites text: each root (a folder of the machine that ran or collected the study)
-    as its name, then any other absolute path as ``…/<its last part>``; committed results hold no machine
-    paths."""
-    pairs = sorted(((r.rstrip('/'), n) for r, n in roots.items() if r and r != '/'), key=lambda p: -len(p[0]))
-
-    def scrub(text: str) -> str:
-        for root, name in pairs:
-            text = re.sub(re.escape(root) + r'(?![\w.-])', lambda _: name, text)
-        return _ABS.sub(lambda m: '…/' + osp.basename(m.group(0).rstrip('/')), text)
-
-    def walk(obj):
-        if isinstance(obj, str):
-            return scrub(obj)
-        if isinstance(obj, dict):
-            return {walk(k): walk(v) for k, v in obj.items()}
-        if isinstance(obj, (list, tuple)):
-            return [walk(v) for v in obj]
-        return obj
-    return walk
-
-
-# -- PNGs --------------------------------------------------------------------------------------------------
-def shrink_pngs(paths: List[str], budget: int) -> List[str]:
-    """Keep the PNGs within ``budget`` bytes: largest first, re-encode with a 128-colour palette, then halve
-    the resolution; the ones still over are removed and returned."""
-    from PIL import Image
-    paths = [p for p in paths if osp.isfile(p)]
-
-    def total():
-        return sum(osp.getsize(p) for p in paths)
-    for step in ('palette', 'half'):
-        for p in sorted(paths, key=osp.getsize, reverse=True):
-            if total() <= budget:
-                return []
-            img = Image.open(p).convert('RGB')
-            if step == 'half':
-                img = img.resize((max(1, img.width // 2), max(1, img.height // 2)), Image.LANCZOS)
-            img = img.quantize(colors=128)
-            atomic_write(p, lambda tmp, img=img: img.save(tmp, format='PNG', optimize=True))
-    dropped = []
-    for p in sorted(paths, key=osp.getsize, reverse=True):
-        if total() <= budget:
-            break
-        os.remove(p)
-        paths.remove(p)
-        dropped.append(osp.basename(p))
-    return dropped
+from .results import fmt, fmt_mean_sd, is_num, load_json, md_table
 
 
 # -- the summary ------------------------------------------------------------------------------------------
@@ -547,10 +112,6 @@ def _yes(v) -> str:
     return {True: 'met', False: '**not met**', None: 'not measured'}[v]
 
 
-def _num(v, digits: int = 3) -> str:
-    return fmt(v, digits=digits)
-
-
 def markdown(s: dict, report_md: str, name: str, links: Dict[str, str]) -> str:
     kit = s['kit'] or {}
     md = [f"# Results of `{name}`{': ' + s['label'] if s.get('label') else ''}\n"]
@@ -579,12 +140,12 @@ def markdown(s: dict, report_md: str, name: str, links: Dict[str, str]) -> str:
     def versus(t):
         a, b = t['value'], t['reference']
         if not (is_num(a) and is_num(b)):
-            return f'{_num(a)} vs {_num(b)}'
+            return f'{fmt(a)} vs {fmt(b)}'
         d = a - b  # a tie at three decimals still decides "above": show how far apart they are
-        return f"{_num(a)} vs {_num(b)} ({f'{d:+.4f}' if abs(d) >= 1e-4 or d == 0 else f'{d:+.1e}'})"
+        return f"{fmt(a)} vs {fmt(b)} ({f'{d:+.4f}' if abs(d) >= 1e-4 or d == 0 else f'{d:+.1e}'})"
     rows = [[f"Stage 1: supervised mean IoU {t1['supervised_mean_iou']['target']}",
-             _num(t1['supervised_mean_iou']['value']), _yes(t1['supervised_mean_iou']['met'])],
-            [f"Stage 1: supervised AP50 {t1['supervised_ap50']['target']}", _num(t1['supervised_ap50']['value']),
+             fmt(t1['supervised_mean_iou']['value']), _yes(t1['supervised_mean_iou']['met'])],
+            [f"Stage 1: supervised AP50 {t1['supervised_ap50']['target']}", fmt(t1['supervised_ap50']['value']),
              _yes(t1['supervised_ap50']['met'])],
             ['Stage 1: semi-supervised mean IoU above supervised', versus(t1['semi_above_supervised_mean_iou']),
              _yes(t1['semi_above_supervised_mean_iou']['met'])],
@@ -596,7 +157,7 @@ def markdown(s: dict, report_md: str, name: str, links: Dict[str, str]) -> str:
                      f"gain ≥ {t2['gain']:+.2f} over {title(t2['baseline'])}, paired p < {t2['p']} on ≥ "
                      f"{t2['min_significant']} draws, ≤ {t2['gap']:.2f} behind {title(t2['upper'])}",
                      f"gain {b['gain']:+.3f}, {b['significant']}/{b['of']} significant, behind by "
-                     f"{_num(b.get('gap_to_upper'))}", _yes(t2['met'])])
+                     f"{fmt(b.get('gap_to_upper'))}", _yes(t2['met'])])
     else:
         rows.append(['Stage 2: semi-supervised gain, significance and gap to supervised-all',
                      'no semi-supervised runs in the main comparison', _yes(None)])
@@ -604,7 +165,7 @@ def markdown(s: dict, report_md: str, name: str, links: Dict[str, str]) -> str:
         rows.append([f'Two stages: {title(m)} AUC on detector crops within {t3["tolerance"]:.2f} of ground-truth crops',
                      f"{v['det']:.3f} vs {v['gt']:.3f} ({v['diff']:+.3f})", _yes(v['met'])])
     if not t3['methods']:
-        rows.append(['Two stages: AUC on detector crops within 0.03 of ground-truth crops',
+        rows.append([f'Two stages: AUC on detector crops within {t3["tolerance"]:.2f} of ground-truth crops',
                      'no method tested on both', _yes(None)])
     met = [r[2] for r in rows]
     verdict = ('Every target is met.' if all(x == 'met' for x in met) else
@@ -615,9 +176,9 @@ def markdown(s: dict, report_md: str, name: str, links: Dict[str, str]) -> str:
     dets = s['detectors']
     if dets:
         froc_keys = sorted({k for d in dets.values() for k in d['froc']}, key=lambda k: float(k.rstrip('fp')))
-        drows = [[d['title'], f"{_num(d['mean_iou'])} ± {_num(d['std_iou'])}", fmt(d['detected_at_0_5'], pct=True)]
+        drows = [[d['title'], fmt_mean_sd(d['mean_iou'], d['std_iou']), fmt(d['detected_at_0_5'], pct=True)]
                  + [fmt(d['froc'].get(k), pct=True) for k in froc_keys]
-                 + [_num(d['coco_map']), _num(d['ap50']), _num(d['ap75']),
+                 + [fmt(d['coco_map']), fmt(d['ap50']), fmt(d['ap75']),
                     d['iterations'] if d['iterations'] is not None else 'n/a',
                     f"{d['train_s']:.0f}" if is_num(d['train_s']) else 'n/a'] for d in dets.values()]
         head = (['Detector', 'Mean IoU ± sd', 'IoU ≥ 0.5'] + [f'FROC sens. @ {k[:-2]} FP/image' for k in froc_keys]
@@ -638,13 +199,13 @@ def markdown(s: dict, report_md: str, name: str, links: Dict[str, str]) -> str:
     # two stages
     ts_rows = [[title(m), ', '.join(f'{k}={v}' for k, v in st['grid'].items()) or 'all', st['draws'],
                 f"{st['gt']:.3f}", f"{st['det']:.3f}", f"{st['diff']:+.3f}",
-                'yes' if st['gt'] - st['det'] <= TWO_STAGE_TOLERANCE + TOL else '**no**']
+                'yes' if within_tolerance(st['gt'], st['det'], t3['tolerance']) else '**no**']
                for m, v in s['two_stage'].items() for st in v['by_setting']]
     md += ['## The two stages together\n',
            'Each stage-2 model on the test crops of the supervised detector\'s boxes (misses count as wrong '
            'answers) against the ground-truth boxes\' crops: mean AUC over the draws tested on both.\n',
            md_table(['Method', 'setting', 'draws', 'AUC, ground-truth crops', 'AUC, detector crops',
-                     'detector − ground truth', f'within {TWO_STAGE_TOLERANCE:.2f}'], ts_rows) if ts_rows
+                     'detector − ground truth', f"within {t3['tolerance']:.2f}"], ts_rows) if ts_rows
            else '**No run was tested on both crop sets.**', '']
     # stage 2
     md += ['## Stage 2: the comparison report\n']

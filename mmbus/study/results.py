@@ -25,11 +25,7 @@ def write_row(work_dir: str, name: str, row: dict) -> str:
 
 
 def load_rows(work_dir: str) -> List[dict]:
-    rows = []
-    for p in sorted(glob.glob(osp.join(work_dir, 'rows', '*.json'))):
-        with open(p) as f:
-            rows.append(json.load(f))
-    return rows
+    return [load_json(p) for p in sorted(glob.glob(osp.join(work_dir, 'rows', '*.json')))]
 
 
 def load_json(path: str, default=None):
@@ -92,6 +88,13 @@ def fmt(v, pct: bool = False, ci=None, digits: int = 3) -> str:
     if ci and all(is_num(c) for c in ci):
         s += f' [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]'
     return s
+
+
+def fmt_mean_sd(mean, sd, digits: int = 3, missing: str = 'n/a') -> str:
+    """``0.812 ± 0.034``; the mean alone where there is no sd (one value), ``missing`` where there is no mean."""
+    if not is_num(mean):
+        return missing
+    return f'{mean:.{digits}f}' + (f' ± {sd:.{digits}f}' if is_num(sd) else '')
 
 
 def fmt_pct_ci(m: dict, name: str) -> str:

@@ -13,7 +13,7 @@ supervised-all over supervised-basic, default 0.08), ``closed`` (least share of 
 semi-supervised method closes, default 0.5), ``ssl``, ``upper`` and ``test_sets`` (default: every classified
 test set).
 """
-from typing import List
+from typing import List, Optional, Sequence
 
 from .methods import title
 from .results import is_num, md_table
@@ -22,6 +22,16 @@ TOL = 1e-9  # float tolerance of the ">=" targets (0.85 - 0.80 is 0.04999...)
 #: ``report.targets`` keys per report type
 TARGET_KEYS = {'comparison': ('test_set', 'ssl', 'upper', 'gain', 'p', 'min_significant', 'gap'),
                'paper': ('detector_iou', 'upper_auc', 'headroom', 'closed', 'ssl', 'upper', 'test_sets')}
+
+
+def at_least(value, target: float) -> bool:
+    """``value >= target`` within :data:`TOL`; False for a missing value."""
+    return is_num(value) and value >= target - TOL
+
+
+def at_most(value, target: float) -> bool:
+    """``value <= target`` within :data:`TOL`; False for a missing value."""
+    return is_num(value) and value <= target + TOL
 
 
 def check_targets(rep: dict, targets: dict, baseline: str) -> dict:
@@ -44,9 +54,9 @@ def check_targets(rep: dict, targets: dict, baseline: str) -> dict:
         up = summ.get(upper, {}).get('mean')
         res = dict(mean=mean, gain=mean - base, significant=sig, of=len(pts),
                    gap_to_upper=(up - mean) if is_num(up) else None)
-        res['gain_met'] = res['gain'] >= out['gain'] - TOL
+        res['gain_met'] = at_least(res['gain'], out['gain'])
         res['significance_met'] = sig >= out['min_significant']
-        res['gap_met'] = res['gap_to_upper'] is not None and res['gap_to_upper'] <= out['gap'] + TOL
+        res['gap_met'] = at_most(res['gap_to_upper'], out['gap'])
         res['met'] = res['gain_met'] and res['significance_met'] and res['gap_met']
         out['methods'][m] = res
     best = max(out['methods'], key=lambda m: out['methods'][m]['mean'], default=None)
@@ -88,30 +98,80 @@ def check_paper_targets(rep: dict, targets: dict) -> dict:
         iou = (rep.get('table2_detection', {}).get(ts) or {}).get('bus_box/mean_iou')
         want = (targets.get('detector_iou') or {}).get(ts)
         if want is not None:
-            r['checks'].append(('detector mean IoU', iou, f'>= {want:.2f}', is_num(iou) and iou >= want - TOL))
+            r['checks'].append(('detector mean IoU', iou, f'>= {want:.2f}', at_least(iou, want)))
         up, base = auc.get(targets.get('upper', 'supervised_all')), auc.get('supervised_basic')
         want = (targets.get('upper_auc') or {}).get(ts)
         if want is not None:
-            r['checks'].append(('supervised-all AUC', up, f'>= {want:.2f}', is_num(up) and up >= want - TOL))
+            r['checks'].append(('supervised-all AUC', up, f'>= {want:.2f}', at_least(up, want)))
         gap = up - base if is_num(up) and is_num(base) else None
         r['checks'].append(('supervised-all minus supervised-basic', gap, f'>= {out["headroom"]:.2f}',
-                            is_num(gap) and gap >= out['headroom'] - TOL))
+                            at_least(gap, out['headroom'])))
         ssl = {m: auc[m] for m in targets.get('ssl', ['mean_teacher', 'fixmatch']) if is_num(auc.get(m))}
         best = max(ssl, key=ssl.get, default=None)
         share = (ssl[best] - base) / gap if best and is_num(gap) and gap > 0 else None
         r['best_ssl'] = best
         r['checks'].append((f'share of that gap closed by {title(best) if best else "semi-supervised"}', share,
-                            f'>= {out["closed"]:.2f}', is_num(share) and share >= out['closed'] - TOL))
+                            f'>= {out["closed"]:.2f}', at_least(share, out['closed'])))
         r['met'] = all(c[3] for c in r['checks'])
+        r['why'] = _why_missed(rep, ts, r, out, gap, targets.get('upper', 'supervised_all'))
         out['test_sets'][ts] = r
     out['met'] = bool(out['test_sets']) and all(r['met'] for r in out['test_sets'].values())
     return out
 
 
-def paper_targets_section(t: dict, titles: dict) -> List[str]:
+def _why_missed(rep: dict, ts: str, r: dict, t: dict, gap, upper: str) -> List[str]:
+    """Why the missed targets of test set ``ts`` were missed, from the same report's figures (a report without
+    them, such as a table of means over seeds, gets no reasons): for the detector, the share of nodules it
+    finds at IoU >= 0.5 and COCO AP50 against AP75 (missed nodules or loose boxes); for the two AUC gaps, the
+    paired difference behind the gap with its 95 % CI and p, and whether the wanted value lies inside that
+    interval (then this test set cannot tell either way)."""
+    det = (rep.get('table2_detection') or {}).get(ts) or {}
+    pairs = {p['method']: p for p in rep.get('paired') or () if p.get('test_set') == ts and not p.get('gid')}
+    missed = [c[0] for c in r['checks'] if not c[3] and is_num(c[1])]
+    out = []
+    found, ap50, ap75 = (det.get(k) for k in ('bus_box/detected@0.5', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75'))
+    if 'detector mean IoU' in missed and is_num(found):
+        line = f'the detector finds {found:.0%} of the nodules at IoU >= 0.5'
+        if is_num(ap50) and is_num(ap75):
+            line += f' (COCO AP50 {ap50:.2f}, AP75 {ap75:.2f})'
+        out.append(line + ('; the boxes it finds are loose.' if found >= 0.9 else
+                           f'; {1 - found:.0%} are missed or boxed at IoU < 0.5.'))
+    wanted = []
+    if 'supervised-all minus supervised-basic' in missed:
+        wanted.append((upper, t['headroom']))
+    elif r['best_ssl'] and any(name.startswith('share of that gap') for name in missed) and is_num(gap):
+        wanted.append((r['best_ssl'], t['closed'] * gap))
+    for method, want in wanted:
+        p = pairs.get(method)
+        if not p or not all(is_num(p.get(k)) for k in ('diff', 'diff_ci_low', 'diff_ci_high', 'p_value')):
+            continue
+        lo, hi = p['diff_ci_low'], p['diff_ci_high']
+        out.append(f"{title(method)} minus supervised-basic is {p['diff']:+.3f} [{lo:+.3f}, {hi:+.3f}] "
+                   f"(paired p = {p['p_value']:.2g}); the target needs {want:+.3f}, "
+                   + ('inside that interval: this test set cannot tell whether it is reached.'
+                      if lo <= want <= hi else 'above that interval: it is not reached on this test set.'))
+    return out
+
+
+#: the columns of :func:`paper_targets_section`'s table (test set, target, value, wanted, verdict)
+PAPER_TARGET_COLUMNS = ('Test set', 'Target', 'This run', 'Wanted', '')
+
+
+def paper_targets_section(t: dict, titles: Optional[dict] = None, heading: str = 'Targets',
+                          columns: Sequence[str] = PAPER_TARGET_COLUMNS, verdict: bool = True) -> List[str]:
+    """The one rendering of :func:`check_paper_targets`: a table of every check, one row each, under
+    ``## <heading>``, then a sentence on the whole (unless ``verdict`` is False). ``titles``: test set -> the
+    name shown; ``columns``: the table's five headings (the summary over seeds calls its value column
+    ``mean``)."""
+    titles = titles or {}
     yes = {True: 'met', False: '**not met**'}
     rows = [[titles.get(ts, ts), name, f'{v:.3f}' if is_num(v) else '-', want, yes[bool(ok)]]
             for ts, r in t['test_sets'].items() for name, v, want, ok in r['checks']]
-    verdict = 'This run meets every target.' if t['met'] else \
-        'This run does not meet every target: the rows marked **not met** say which.'
-    return ['## Targets\n', md_table(['Test set', 'Target', 'This run', 'Wanted', ''], rows), '', verdict, '']
+    out = [f'## {heading}\n', md_table(list(columns), rows), '']
+    if verdict:
+        out += ['This run meets every target.' if t['met'] else
+                'This run does not meet every target: the rows marked **not met** say which.', '']
+    why = [f'- {titles.get(ts, ts)}: {line}' for ts, r in t['test_sets'].items() for line in r.get('why') or ()]
+    if why:
+        out += ['Why, from this report\'s own figures:\n'] + why + ['']
+    return out

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from mmbus.study.engine import check_spec_keys
-from mmbus.study.targets import check_paper_targets
+from mmbus.study.targets import check_paper_targets, paper_targets_section
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TARGETS = dict(detector_iou=dict(internal=0.80, external=0.70), upper_auc=dict(internal=0.85), headroom=0.08,
@@ -69,6 +69,22 @@ def test_a_float_just_at_the_target_meets_it():
     assert checks(t, 'internal')['supervised-all minus supervised-basic'][1] is True
     assert checks(t, 'external')['supervised-all minus supervised-basic'][1] is True
     assert t['met'] is True
+
+
+def test_one_renderer_for_a_run_and_for_the_means_over_seeds():
+    rep = paper_rep(0.79, 0.71, dict(mean_teacher=0.86, supervised_basic=0.78, supervised_all=0.90),
+                    dict(mean_teacher=0.74, supervised_basic=0.70, supervised_all=0.80))
+    t = check_paper_targets(rep, TARGETS)
+    run = paper_targets_section(t, dict(internal='Internal test'))
+    assert run[0] == '## Targets\n' and run[-2].startswith('This run does not meet every target')
+    table = run[1].split('\n')
+    assert table[0] == '| Test set | Target | This run | Wanted |  |'
+    assert table[2] == '| Internal test | detector mean IoU | 0.790 | >= 0.80 | **not met** |'
+    assert '| external | detector mean IoU | 0.710 | >= 0.70 | met |' in table
+    means = paper_targets_section(t, heading='Targets on the means over seeds',
+                                  columns=('test set', 'target', 'mean', 'wanted', ''), verdict=False)
+    assert means[0] == '## Targets on the means over seeds\n' and len(means) == 3 and means[2] == ''
+    assert means[1].split('\n')[2] == '| internal | detector mean IoU | 0.790 | >= 0.80 | **not met** |'
 
 
 def test_misspelled_target_key_is_refused():
@@ -155,3 +171,56 @@ def test_run_study_seed_gives_each_seed_its_own_folders():
     spec.data['root'] = '/data/BUSI'
     tool.apply_seed(spec, 1)
     assert spec.data['root'] == '/data/BUSI' and spec.data['seed'] == 1
+
+
+def _pair(ts, method, diff, lo, hi, p):
+    return dict(test_set=ts, gid='', method=method, baseline='supervised_basic', diff=diff, diff_ci_low=lo,
+                diff_ci_high=hi, p_value=p)
+
+
+def test_missed_targets_say_why_from_the_reports_own_figures():
+    # internal: IoU 0.78 < 0.80 with 97 % found at IoU >= 0.5 -> loose boxes; gap 0.90 - 0.78 = 0.12, the
+    # mean teacher needs 0.5 x 0.12 = +0.06 and got +0.03 [-0.02, +0.08]: +0.06 inside the CI -> cannot tell.
+    # external: IoU 0.55, 74 % found -> 26 % missed; gap 0.73 - 0.70 = 0.03 < 0.08, its CI [-0.04, +0.07]
+    # lies below +0.08 -> not reached. The share (0.04 / 0.03) is met there, so no reason for it.
+    rep = paper_rep(0.78, 0.55,
+                    dict(mean_teacher=0.81, supervised_basic=0.78, supervised_all=0.90),
+                    dict(mean_teacher=0.74, supervised_basic=0.70, supervised_all=0.73))
+    rep['table2_detection']['internal'].update({'bus_box/detected@0.5': 0.97, 'coco/bbox_mAP_50': 0.97,
+                                                'coco/bbox_mAP_75': 0.49})
+    rep['table2_detection']['external'].update({'bus_box/detected@0.5': 0.74, 'coco/bbox_mAP_50': 0.72,
+                                                'coco/bbox_mAP_75': 0.12})
+    rep['paired'] = [_pair('internal', 'mean_teacher', 0.03, -0.02, 0.08, 0.24),
+                     _pair('internal', 'supervised_all', 0.12, 0.05, 0.19, 0.0004),
+                     _pair('external', 'supervised_all', 0.03, -0.04, 0.07, 0.58)]
+    t = check_paper_targets(rep, TARGETS)
+    why_int, why_ext = t['test_sets']['internal']['why'], t['test_sets']['external']['why']
+    assert why_int == [
+        'the detector finds 97% of the nodules at IoU >= 0.5 (COCO AP50 0.97, AP75 0.49); the boxes it finds '
+        'are loose.',
+        'Mean teacher (semi-supervised) minus supervised-basic is +0.030 [-0.020, +0.080] (paired p = 0.24); '
+        'the target needs +0.060, inside that interval: this test set cannot tell whether it is reached.']
+    assert why_ext == [
+        'the detector finds 74% of the nodules at IoU >= 0.5 (COCO AP50 0.72, AP75 0.12); 26% are missed or '
+        'boxed at IoU < 0.5.',
+        'Supervised, basic + extended train minus supervised-basic is +0.030 [-0.040, +0.070] (paired p = 0.58); '
+        'the target needs +0.080, above that interval: it is not reached on this test set.']
+    md = '\n'.join(paper_targets_section(t, {'internal': 'Hospital A'}))
+    assert "Why, from this report's own figures:" in md
+    assert '- Hospital A: the detector finds 97%' in md and '- external: Supervised, basic' in md
+
+
+def test_met_targets_and_means_without_pairs_give_no_reasons():
+    # everything met -> nothing to explain; a table of means (no paired rows, no detection counts) -> no
+    # reason can be computed, and the renderer prints no "Why" block
+    met = check_paper_targets(paper_rep(0.82, 0.71, dict(mean_teacher=0.86, supervised_basic=0.78,
+                                                         supervised_all=0.90),
+                                        dict(mean_teacher=0.76, supervised_basic=0.70, supervised_all=0.80)),
+                              TARGETS)
+    assert all(r['why'] == [] for r in met['test_sets'].values())
+    means = check_paper_targets(paper_rep(0.70, 0.60, dict(mean_teacher=0.79, supervised_basic=0.78,
+                                                           supervised_all=0.90),
+                                          dict(mean_teacher=0.71, supervised_basic=0.70, supervised_all=0.80)),
+                                TARGETS)
+    assert not means['met'] and all(r['why'] == [] for r in means['test_sets'].values())
+    assert 'Why' not in '\n'.join(paper_targets_section(means))

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from mmbus.evaluation.binary_diagnostic_metric import delong_auc
-from mmbus.study.results import (load_predictions, load_rows, md_table, mean_std, paired_delong,
-                                 pick_metric, plain_metrics, write_row)
+from mmbus.study.results import (fmt, fmt_mean_sd, load_predictions, load_rows, md_table, mean_std,
+                                 paired_delong, pick_metric, plain_metrics, write_row)
 
 
 def test_paired_delong_by_hand():
@@ -44,6 +44,14 @@ def test_rows_and_metric_names(tmp_path):
     assert [r['method'] for r in load_rows(str(tmp_path))] == ['y', 'x']
     assert mean_std([0.7, 0.9, float('nan'), None]) == pytest.approx(dict(mean=0.8, std=np.sqrt(0.02), n=2))
     assert md_table(['a', 'b'], [[1, 'x']]) == '| a | b |\n|---|---|\n| 1 | x |'
+
+
+def test_the_one_number_formats():
+    assert fmt(0.8125, ci=[0.75, 0.875]) == '0.812 [0.750, 0.875]' and fmt(0.5, ci=[0.4, None]) == '0.500'
+    assert fmt(0.8125, pct=True) == '81.2%' and fmt(None) == 'n/a' and fmt(float('nan')) == 'n/a'
+    assert fmt_mean_sd(0.8034, 0.0337) == '0.803 ± 0.034'
+    assert fmt_mean_sd(0.8, None) == '0.800'                     # one value: no sd
+    assert fmt_mean_sd(None, 0.1) == 'n/a' and fmt_mean_sd(None, None, missing='-') == '-'
 
 
 def test_predictions_with_missed_images(tmp_path):

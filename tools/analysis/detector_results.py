@@ -14,15 +14,15 @@ time from the run's own log.
 import argparse
 import datetime
 import glob
-import json
 import os.path as osp
 import re
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmbus.study.gpu_results import _train_cfg, curve_from_scalars, plot_detector_curve  # noqa: E402
-from mmbus.study.results import fmt, md_table  # noqa: E402
+from mmbus.study.curves import curve_from_scalars, validation_schedule  # noqa: E402
+from mmbus.study.gpu_stage1 import plot_detector_curve  # noqa: E402
+from mmbus.study.results import fmt, fmt_mean_sd, load_json, md_table  # noqa: E402
 from mmbus.utils.checkpoint import find_checkpoint  # noqa: E402
 from mmbus.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
 
@@ -54,13 +54,12 @@ def main(argv=None):
         sys.exit(f'error: {a.work_dir} is not a training work dir')
     if not osp.isfile(a.test_metrics):
         sys.exit(f'error: test metrics {a.test_metrics} do not exist (tools/test.py --out-metrics)')
-    with open(a.test_metrics) as f:
-        test = json.load(f)
+    test = load_json(a.test_metrics)
     if 'bus_box/mean_iou' not in test:
         sys.exit(f'error: {a.test_metrics} holds no bus_box/mean_iou (not a detector test of BoxIoUMetric)')
     files = sorted(glob.glob(osp.join(a.work_dir, '*', 'vis_data', 'scalars.json')))
     configs = [c for c in glob.glob(osp.join(a.work_dir, '*.py'))]
-    vi, mi = _train_cfg(configs[0]) if configs else (None, None)
+    vi, mi = validation_schedule(configs[0]) if configs else (None, None)
     curve = curve_from_scalars(files, vi, mi)
     if not curve:
         sys.exit(f'error: {a.work_dir} holds no validation records (*/vis_data/scalars.json)')
@@ -77,7 +76,7 @@ def main(argv=None):
                validation=[dict(iteration=it, **m) for it, m in curve])
     atomic_write_json(res, osp.join(a.out_dir, f'{a.name}.json'), indent=1)
     g = test.get
-    rows = [[fmt(g('bus_box/mean_iou')) + f" ± {g('bus_box/std_iou', float('nan')):.3f}",
+    rows = [[fmt_mean_sd(g('bus_box/mean_iou'), g('bus_box/std_iou')),
              fmt(g('bus_box/detected@0.5'), pct=True),
              ' / '.join(fmt(g(f'bus_box/froc_sens@{k}fp'), pct=True) for k in ('0.5', '1', '2', '4')),
              fmt(g('coco/bbox_mAP')), fmt(g('coco/bbox_mAP_50')), fmt(g('coco/bbox_mAP_75')),

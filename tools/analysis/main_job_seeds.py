@@ -15,8 +15,8 @@ import sys
 
 import numpy as np
 
-from mmbus.study.results import is_num, load_json, md_table, pick_metric
-from mmbus.study.targets import check_paper_targets
+from mmbus.study.results import fmt, fmt_mean_sd, is_num, load_json, md_table, pick_metric
+from mmbus.study.targets import check_paper_targets, paper_targets_section
 from mmbus.utils.io import atomic_write_json, atomic_write_text
 
 
@@ -48,6 +48,8 @@ def seed_summary(work_dir: str) -> dict:
 
 
 def mean_of(seeds, get):
+    # not results.mean_std: its sd is 0.0 for one value where this says None (no spread), and its exact
+    # summation differs from numpy's in the last bits, which the committed main_job.json would show
     vals = [get(s) for s in seeds]
     vals = [v for v in vals if is_num(v)]
     return dict(mean=float(np.mean(vals)), sd=float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
@@ -99,8 +101,7 @@ def markdown(res) -> str:
             for s in seeds:
                 r = s['classification'].get(ts, {}).get(m) or {}
                 ci = r.get('ci') or [None, None]
-                cells.append(f"{r['auc']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if is_num(r.get('auc')) and
-                             all(is_num(c) for c in ci) else '-')
+                cells.append(fmt(r['auc'], ci=ci) if is_num(r.get('auc')) and all(is_num(c) for c in ci) else '-')
             rows.append([m] + cells + [_ms(ms[m])])
         lines += [md_table(['method'] + [f"seed {s['seed']}" for s in seeds] + ['mean ± sd'], rows), '']
     lines += ['## Wall time per run', '',
@@ -110,17 +111,14 @@ def markdown(res) -> str:
                         for s in seeds]), '']
     t = res.get('targets_on_means')
     if t:
-        lines += ['## Targets on the means over seeds', '']
-        rows = [[ts, name, f'{v:.3f}' if is_num(v) else '-', want, 'met' if ok else '**not met**']
-                for ts, r in t['test_sets'].items() for name, v, want, ok in r['checks']]
-        lines += [md_table(['test set', 'target', 'mean', 'wanted', ''], rows), '']
+        # the report's own renderer; no verdict sentence: it speaks of "this run"
+        lines += paper_targets_section(t, heading='Targets on the means over seeds',
+                                       columns=('test set', 'target', 'mean', 'wanted', ''), verdict=False)
     return '\n'.join(lines) + '\n'
 
 
 def _ms(v):
-    if not v:
-        return '-'
-    return f"{v['mean']:.3f}" + (f" ± {v['sd']:.3f}" if v.get('sd') is not None else '')
+    return fmt_mean_sd((v or {}).get('mean'), (v or {}).get('sd'), missing='-')
 
 
 def main(argv=None):

@@ -2,11 +2,7 @@
 # crops, epochs of 20 iterations; validation and test load in the main process.
 _base_ = ['./bus_crops.py']
 crop_size = 32
-train_pipeline = [
-    dict(type='LoadImageFromFile', color_type='grayscale'),
-    dict(type='LetterboxResize', size=crop_size),
-    dict(type='PackInputs'),
-]
+train_pipeline = [dict(t, size=crop_size) if t.type == 'LetterboxResize' else t for t in _base_.train_pipeline]
 test_pipeline = train_pipeline
 train_dataloader = dict(
     batch_size=32, num_workers=1,

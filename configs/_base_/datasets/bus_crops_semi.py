@@ -8,14 +8,9 @@ train_dataloader = dict(
     sampler=dict(_delete_=True, type='LabelledUnlabelledSampler', num_labelled=num_labelled,
                  num_unlabelled=num_unlabelled, epoch_length=100),
     dataset=dict(
-        _delete_=True,
-        type='ConcatDataset',
-        datasets=[
-            dict(type='BUSCropDataset', data_root={{_base_.data_root}}, ann_file='basic_train.json',
-                 pipeline={{_base_.train_pipeline}}),
-            dict(type='BUSCropDataset', data_root={{_base_.data_root}}, ann_file='extended_train.json',
-                 pipeline={{_base_.train_pipeline}}),
-        ]))
+        _delete_=True, type='ConcatDataset',
+        datasets=[_base_.train_dataloader.dataset,
+                  dict(_base_.train_dataloader.dataset, ann_file='extended_train.json')]))
 # Validation reports the teacher and the student (SemiClassifier.predict_student_too=True).
 val_evaluator = [
     dict(type='BinaryDiagnosticMetric', prefix='teacher'),

@@ -7,8 +7,5 @@ patience_iters = 400
 train_cfg = dict(max_epochs=max_epochs)
 param_scheduler = [dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs, eta_min=0.0,
                         convert_to_iter_based=True)]
-custom_hooks = [
-    dict(type='SmoothedMetricHook', keys='diag/auc', window={{_base_.smooth_window}}, partial=0.0),
-    dict(type='IterPatienceEarlyStoppingHook', monitor='diag/auc_smooth', rule='greater',
-         patience_iters=patience_iters, min_delta=0.001),
-]
+custom_hooks = [dict(h, patience_iters=patience_iters) if 'patience_iters' in h else h
+                for h in _base_.custom_hooks]

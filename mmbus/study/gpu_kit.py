@@ -1,0 +1,214 @@
+"""A GPU study kit's results as they come back (``tools/gpu/run_busbra.sh``: a tarball of ``kit.json`` and the
+study work dirs ``work/smoke`` and ``work/main``) or as a plain study work dir: unpacking and checking the
+tarball, what the study should have made and what its stages did, and what keeps the committed summary small
+and free of the paths of the machines that ran or collected it (:mod:`.gpu_results` writes the summary).
+"""
+import glob
+import os
+import os.path as osp
+import re
+import tarfile
+from typing import Dict, List, Optional
+
+from mmbus.utils.io import atomic_write
+from .results import is_num, load_json
+
+#: what docs/results may hold for one study (JSON, Markdown and PNGs together)
+SIZE_LIMIT = 1_900_000
+
+
+class CollectError(Exception):
+    """A bad input: the message names the file."""
+
+
+# -- input ------------------------------------------------------------------------------------------------
+def unpack(tarball: str, dest: str) -> dict:
+    """Extract ``tarball`` into ``dest`` and return its ``kit.json``. Refuses what is not a tar archive, one
+    without ``kit.json`` and members that would land outside ``dest``."""
+    if not osp.isfile(tarball):
+        raise CollectError(f'{tarball}: no such file')
+    if not tarfile.is_tarfile(tarball):
+        raise CollectError(f'{tarball} is not a tar archive (expected the busbra_gpu.tar.gz of '
+                           'tools/gpu/run_busbra.sh)')
+    try:
+        with tarfile.open(tarball) as t:
+            names = t.getnames()
+            if 'kit.json' not in names:
+                raise CollectError(f'{tarball} holds no kit.json: not a tarball of tools/gpu/run_busbra.sh '
+                                   f'({len(names)} member(s), e.g. {names[:3]})')
+            bad = [n for n in names if n.startswith('/') or '..' in n.split('/')]
+            if bad:
+                raise CollectError(f'{tarball}: members outside the archive root ({bad[:3]}); not extracted')
+            t.extractall(dest, filter='data')
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise CollectError(f'{tarball} cannot be read as a tar archive: {e}') from None
+    try:
+        kit = load_json(osp.join(dest, 'kit.json'))
+    except ValueError as e:
+        raise CollectError(f'{tarball}: kit.json is not JSON ({e})') from None
+    if not isinstance(kit, dict):
+        raise CollectError(f'{tarball}: kit.json is not a JSON object')
+    return kit
+
+
+def has_rows(work: Optional[str]) -> bool:
+    return bool(work and glob.glob(osp.join(work, 'rows', '*.json')))
+
+
+def schedule_of(command: str) -> Optional[str]:
+    m = re.search(r'--schedule\s+(\S+)', command or '')
+    return m.group(1) if m else None
+
+
+# -- what the study should have produced --------------------------------------------------------------------
+def expected_rows(spec_file: Optional[str], schedule: Optional[str]) -> Optional[Dict[str, List[str]]]:
+    """Row names the study spec makes at ``schedule`` (``detectors``: one per detector on the internal test
+    split; ``stage2``: one per grid point, method and test set); None when the spec cannot be read."""
+    if not spec_file or not osp.isfile(spec_file):
+        return None
+    from mmengine.config import Config
+
+    from .engine import Study, grid_id
+    try:
+        spec = Config.fromfile(spec_file)
+        if schedule:
+            spec.schedule = schedule
+        study = Study(spec, work_dir='.')
+    except Exception as e:  # a spec this checkout cannot read only costs the list of missing rows
+        print(f'collect_results: {spec_file}: cannot list the expected rows ({type(e).__name__}: {e})')
+        return None
+    dets = [f'{Study.det_key(n)}_internal' for n in study.detector_specs()]
+    tests = [t['name'] for t in spec.get('test_sets', [dict(name='internal')])]
+    runs = []
+    for point, methods in study.plan:
+        gid = grid_id(point) if study.multi else ''
+        runs += [f"{gid + '_' if gid else ''}{m}_{t}" for m in methods for t in tests]
+    return dict(detectors=dets, stage2=runs)
+
+
+# -- stages, smoke pass, run log ------------------------------------------------------------------------------
+def study_state(work: Optional[str]) -> dict:
+    """The work dir's ``study_state.json`` (the stages' status, wall times and commands); {} when absent."""
+    return (load_json(osp.join(work, 'study_state.json'), {}) if work else {}) or {}
+
+
+def stage_times(work: Optional[str]) -> Dict[str, dict]:
+    state = study_state(work)
+    return {n: dict(status=s.get('status'), wall_s=s.get('wall_s'), rc=s.get('rc'))
+            for n, s in state.get('stages', {}).items()}
+
+
+def stage_groups(stages: Dict[str, dict]) -> List[list]:
+    """Rows of the wall-time table: the detectors one by one, the rest summed by kind."""
+    groups: Dict[str, List[dict]] = {}
+    for n, s in stages.items():
+        if n.startswith('train_det'):
+            key = n
+        elif n.startswith('test_det'):
+            key = 'detector tests'
+        elif n.startswith('train_'):
+            key = 'stage-2 training'
+        elif n.startswith('test_'):
+            key = 'stage-2 tests'
+        elif n.startswith('crops_'):
+            key = 'crops (' + n[len('crops_'):] + ')'
+        elif n == 'report':
+            key = 'report'
+        else:
+            key = 'rows, subsets, other'
+        groups.setdefault(key, []).append(s)
+    rows = []
+    for key, ss in groups.items():
+        walls = [s['wall_s'] for s in ss if is_num(s.get('wall_s'))]
+        bad = sum(s.get('status') != 'done' for s in ss)
+        rows.append([key, len(ss), f'{sum(walls):.0f}' if walls else 'n/a', f'{max(walls):.0f}' if walls else 'n/a',
+                     f'{bad} not done' if bad else 'all done'])
+    return rows
+
+
+def last_finished(work: Optional[str]) -> Optional[str]:
+    import time
+    state = study_state(work)
+    ends = [s['finished'] for s in state.get('stages', {}).values() if is_num(s.get('finished'))]
+    return time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(max(ends))) if ends else None
+
+
+def unfinished(stages: Dict[str, dict]) -> List[str]:
+    """Stages that failed or were cut off (``running`` in the state: the process was killed)."""
+    return [n for n, s in stages.items() if s.get('status') != 'done']
+
+
+def run_log_lines(path: Optional[str]) -> List[str]:
+    """The launcher's own progress lines (``[gpu Ns] ...``) and the stack versions of ``run.log``."""
+    if not path or not osp.isfile(path):
+        return []
+    with open(path, errors='replace') as f:
+        return [ln.rstrip() for ln in f if ln.startswith('[gpu ') or ln.startswith('torch ')]
+
+
+# -- paths ----------------------------------------------------------------------------------------------
+_ABS = re.compile(r'(?<![\w.:/$~\-])/(?:[\w.+@=-]+/)*[\w.+@=-]+/?')
+
+
+def original_work_dir(work: Optional[str]) -> Optional[str]:
+    """The work dir the study ran in (on the machine that ran it), from the commands in ``study_state.json``:
+    the common folder of every ``--work-dir`` there (detectors, runs and evaluations sit right under it)."""
+    state = study_state(work)
+    dirs = []
+    for s in state.get('stages', {}).values():
+        cmd = s.get('cmd') or []
+        dirs += [cmd[i + 1] for i, c in enumerate(cmd[:-1]) if c == '--work-dir' and str(cmd[i + 1]).startswith('/')]
+    if not dirs:
+        return None
+    common = osp.commonpath(dirs)
+    return common if len(set(dirs)) > 1 else osp.dirname(common)
+
+
+def scrubber(roots: Dict[str, str]):
+    """A function that rewrites text: each root (a folder of the machine that ran or collected the study)
+    as its name, then any other absolute path as ``…/<its last part>``; committed results hold no machine
+    paths."""
+    pairs = sorted(((r.rstrip('/'), n) for r, n in roots.items() if r and r != '/'), key=lambda p: -len(p[0]))
+
+    def scrub(text: str) -> str:
+        for root, name in pairs:
+            text = re.sub(re.escape(root) + r'(?![\w.-])', lambda _: name, text)
+        return _ABS.sub(lambda m: '…/' + osp.basename(m.group(0).rstrip('/')), text)
+
+    def walk(obj):
+        if isinstance(obj, str):
+            return scrub(obj)
+        if isinstance(obj, dict):
+            return {walk(k): walk(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [walk(v) for v in obj]
+        return obj
+    return walk
+
+
+# -- PNGs --------------------------------------------------------------------------------------------------
+def shrink_pngs(paths: List[str], budget: int) -> List[str]:
+    """Keep the PNGs within ``budget`` bytes: largest first, re-encode with a 128-colour palette, then halve
+    the resolution; the ones still over are removed and returned."""
+    from PIL import Image
+    paths = [p for p in paths if osp.isfile(p)]
+
+    def total():
+        return sum(osp.getsize(p) for p in paths)
+    for step in ('palette', 'half'):
+        for p in sorted(paths, key=osp.getsize, reverse=True):
+            if total() <= budget:
+                return []
+            img = Image.open(p).convert('RGB')
+            if step == 'half':
+                img = img.resize((max(1, img.width // 2), max(1, img.height // 2)), Image.LANCZOS)
+            img = img.quantize(colors=128)
+            atomic_write(p, lambda tmp, img=img: img.save(tmp, format='PNG', optimize=True))
+    dropped = []
+    for p in sorted(paths, key=osp.getsize, reverse=True):
+        if total() <= budget:
+            break
+        os.remove(p)
+        paths.remove(p)
+        dropped.append(osp.basename(p))
+    return dropped
