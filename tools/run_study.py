@@ -22,6 +22,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmengine.config import Config, DictAction  # noqa: E402
 
+from mmbus.study.configs import SCHEDULES  # noqa: E402
 from mmbus.study.engine import Study  # noqa: E402
 from mmbus.study.report import make_report  # noqa: E402
 from mmbus.study.stages import CHILDREN, StageFailed, StudyBusy  # noqa: E402
@@ -33,7 +34,7 @@ def parse_args(argv=None):
                                 epilog=__doc__.split('\n\n', 1)[1])
     p.add_argument('spec', help='study spec (an mmengine config file)')
     p.add_argument('--work-dir', help='default: the spec\'s work_dir, else work_dirs/<name>')
-    p.add_argument('--schedule', choices=['cpu-quick', 'paper', 'toy'],
+    p.add_argument('--schedule', choices=sorted(SCHEDULES),
                    help="cpu-quick: the *_cpu_quick configs (CPU); paper: the paper-sized configs (GPU); "
                    "toy: a few iterations per stage (tests). Default: the spec's")
     p.add_argument('--force', nargs='*', default=[], metavar='STAGE',

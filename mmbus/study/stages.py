@@ -13,8 +13,7 @@ in-process function (result rows, reports). ``<work_dir>/study_state.json`` reco
 
 Safety: one study process per work dir (an ``flock`` on ``<work_dir>/.study.lock``, inherited by the
 running tool, so a tool orphaned by a killed study still holds it); every tool runs in its own process
-group, which is terminated when the study is interrupted (SIGINT / SIGTERM) and receives SIGTERM if the
-study process dies (Linux ``PR_SET_PDEATHSIG``). Logs: ``<work_dir>/logs/<stage>.log``; while a tool
+group that dies with the study (:mod:`.processes`). Logs: ``<work_dir>/logs/<stage>.log``; while a tool
 runs, its progress (iteration / total and ETA for training, images for testing and cropping) is read from
 its log and printed every 20 s.
 """
@@ -25,11 +24,7 @@ import hashlib
 import json
 import os
 import os.path as osp
-import re
-import shlex
 import shutil
-import signal
-import subprocess
 import threading
 import time
 import traceback
@@ -40,6 +35,7 @@ from typing import Callable, List, Optional, Sequence, Union
 
 from mmbus.engine import DEADLINE_MARKER  # written by DeadlineHook into a work dir whose run it stopped
 from mmbus.utils.io import atomic_write_json
+from .processes import CHILDREN, ProgressWatcher, progress_of, run_command, tail  # noqa: F401 (re-exported)
 
 STATE_FILE = 'study_state.json'
 LOCK_FILE = '.study.lock'
@@ -137,129 +133,6 @@ class StudyState:
             atomic_write_json(dict(stages=self.data), self.path, indent=1)
 
 
-def _set_pdeathsig():  # runs in the child between fork and exec
-    try:
-        import ctypes
-        ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-class _Children:
-    """Process groups of the running tools, terminated together on interruption."""
-
-    def __init__(self):
-        self.pgids, self.lock = set(), threading.Lock()
-
-    def terminate_all(self, grace: float = 5.0) -> None:
-        with self.lock:
-            pgids = list(self.pgids)
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            for g in pgids:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(g, sig)
-            deadline = time.time() + grace
-            while sig == signal.SIGTERM and time.time() < deadline and any(_alive(g) for g in pgids):
-                time.sleep(0.1)
-
-
-def _alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
-
-
-CHILDREN = _Children()
-
-
-_PROGRESS = re.compile(r'(Iter|Epoch)\((train|val|test)\)\s*(\[\d+\])?\s*\[\s*(\d+)/(\d+)\]')
-_ETA = re.compile(r'eta: ([0-9:]+(?: day[s]?, [0-9:]+)?)')
-_COUNT = re.compile(r'(\d+)/(\d+), [0-9.]+ task/s')  # mmengine's ProgressBar
-
-
-def progress_of(text: str) -> Optional[str]:
-    """A one-line progress summary from a tool's log: mmengine's ``Iter(train) [ 40/240] ... eta:`` and
-    ``Epoch(train) [3][20/20]`` lines, else the last ``done/total`` of mmengine's ProgressBar."""
-    lines = [ln for ln in text.replace('\r', '\n').splitlines() if ln.strip()]
-    for line in reversed(lines[-50:]):
-        m = _PROGRESS.search(line)
-        if m:
-            kind, phase, epoch, done, total = m.groups()
-            what = f'{phase} epoch {epoch[1:-1]}, iter {done}/{total}' if epoch else f'{phase} {done}/{total}'
-            eta = _ETA.search(line)
-            return what + (f', eta {eta.group(1)}' if eta else '')
-    for line in reversed(lines[-5:]):
-        m = _COUNT.findall(line)
-        if m:
-            return '{}/{}'.format(*m[-1])
-    return None
-
-
-class _Watcher(threading.Thread):
-    """Prints a running tool's progress (from its log) every ``every`` seconds while it changes."""
-
-    def __init__(self, log: str, head: str, say: Callable[[str], None], every: float):
-        super().__init__(daemon=True)
-        self.log, self.head, self.say, self.every = log, head, say, every
-        self.stop = threading.Event()
-
-    def run(self):
-        last = None
-        while not self.stop.wait(self.every):
-            try:
-                with open(self.log, errors='replace') as f:
-                    f.seek(max(0, os.path.getsize(self.log) - 20000))
-                    now = progress_of(f.read())
-            except OSError:
-                continue
-            if now and now != last:
-                self.say(f'{self.head}: {now}')
-                last = now
-
-
-def run_command(cmd: Sequence[str], log: str, cwd: Optional[str] = None, env: Optional[dict] = None,
-                pass_fds: Sequence[int] = ()) -> int:
-    """Run ``cmd`` with stdout + stderr appended to ``log`` (the command line first), in its own process
-    group that dies with this process; returns the exit status."""
-    os.makedirs(osp.dirname(osp.abspath(log)), exist_ok=True)
-    with open(log, 'a') as f:
-        f.write('$ ' + ' '.join(shlex.quote(str(c)) for c in cmd) + '\n')
-        f.flush()
-        proc = subprocess.Popen([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT, cwd=cwd, env=env,
-                                start_new_session=True, preexec_fn=_set_pdeathsig, pass_fds=tuple(pass_fds))
-        with CHILDREN.lock:
-            CHILDREN.pgids.add(proc.pid)
-        try:
-            return proc.wait()
-        except BaseException:  # interrupted (KeyboardInterrupt, SystemExit from SIGTERM): the tool goes too
-            _terminate_group(proc)
-            raise
-        finally:
-            with CHILDREN.lock:
-                CHILDREN.pgids.discard(proc.pid)
-
-
-def _terminate_group(proc, grace: float = 5.0) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def tail(path: str, n: int = 40) -> str:
-    try:
-        with open(path, errors='replace') as f:
-            return ''.join(f.readlines()[-n:])
-    except OSError:
-        return ''
-
-
 #: sys.stdout is one per process: in-process stages redirect it to their log one at a time, and the runner's
 #: console lines wait for them, so no line lands in another stage's log or in a closed file
 STDOUT_LOCK = threading.RLock()
@@ -276,14 +149,7 @@ def _run_func(func: Callable[[], None], log: str) -> int:
 
 
 def stage_names(items) -> List[str]:
-    out = []
-    for it in items:
-        if isinstance(it, Parallel):
-            for chain in it:
-                out += [s.name for s in chain]
-        else:
-            out.append(it.name)
-    return out
+    return [s.name for it in items for chain in (it if isinstance(it, Parallel) else [[it]]) for s in chain]
 
 
 def check_force(force: Sequence[str], names: Sequence[str]) -> List[str]:
@@ -427,7 +293,7 @@ class StageRunner:
         self.state.set(st.name, key=key, status='running', started=time.time(), cmd=cmd, pid=os.getpid())
         t0 = time.time()
         if cmd is not None:
-            watcher = _Watcher(log, head, self.say, self.progress_every)
+            watcher = ProgressWatcher(log, head, self.say, self.progress_every)
             watcher.start()
             env = self.env
             if st.env is not None:
@@ -446,15 +312,12 @@ class StageRunner:
             why = f'exit status {rc}' if rc != 0 else f'outputs missing: {missing}'
             self.say(f'{head}: FAILED ({why}) after {wall:.1f} s; last lines of {log}:\n{tail(log)}')
             raise StageFailed(f'stage {st.name} failed ({why}); see {log}')
-        if st.work_dir is not None and osp.isfile(osp.join(st.work_dir, DEADLINE_MARKER)):
-            # ended by its deadline, not by its schedule: the next run resumes it instead of skipping it
-            self.state.set(st.name, status='stopped', rc=0, wall_s=wall, finished=time.time())
-            self.records.append(dict(name=st.name, status='ran', wall_s=wall))
-            self.say(f'{head}: stopped at its deadline after {wall:.1f} s (a rerun resumes it)')
-            return
-        self.state.set(st.name, status='done', rc=0, wall_s=wall, finished=time.time())
+        # ended by its deadline, not by its schedule: the next run resumes it instead of skipping it
+        stopped = st.work_dir is not None and osp.isfile(osp.join(st.work_dir, DEADLINE_MARKER))
+        self.state.set(st.name, status='stopped' if stopped else 'done', rc=0, wall_s=wall, finished=time.time())
         self.records.append(dict(name=st.name, status='ran', wall_s=wall))
-        self.say(f'{head}: done in {wall:.1f} s')
+        self.say(f'{head}: stopped at its deadline after {wall:.1f} s (a rerun resumes it)' if stopped
+                 else f'{head}: done in {wall:.1f} s')
 
 
 def summary_line(records: Sequence[dict], total: int, wall: float) -> str:
