@@ -48,7 +48,7 @@ import numpy as np
 
 from mmbus.classes import CLASSES
 from mmbus.utils.io import (atomic_write, atomic_write_json,
-                            atomic_write_text, make_temp_dir)
+                            atomic_write_text, make_temp_dir, replace_dir)
 from .bundle_card import render_model_card
 from .bundle_classifier import BundleClassifier, _ort_session
 from .bundle_format import (BUNDLE_FORMAT, BUNDLE_JSON, BUNDLE_VERSION,
@@ -168,20 +168,6 @@ def _parity_inputs(sample_crops, spec, n_random: int, seed: int):
              spec['resize']['width'])
     batch = rng.integers(0, 256, shape).astype(np.float32)
     return batch, f'{n_random} random uint8-range images (seed {seed})'
-
-
-def _place_bundle(tmp_dir: str, out_dir: str) -> None:
-    """Move the finished ``tmp_dir`` onto ``out_dir``: a reader never sees a
-    half-written bundle; an older bundle there is replaced."""
-    if osp.isdir(out_dir) and os.listdir(out_dir):
-        old = out_dir.rstrip(os.sep) + '.old-' + osp.basename(tmp_dir)
-        os.rename(out_dir, old)
-        os.rename(tmp_dir, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        if osp.isdir(out_dir):
-            os.rmdir(out_dir)
-        os.rename(tmp_dir, out_dir)
 
 
 def export_bundle(config,
@@ -336,7 +322,7 @@ def export_bundle(config,
         atomic_write_json(info, osp.join(tmp, BUNDLE_JSON), indent=2)
         atomic_write_text(render_model_card(info, metrics, card_info),
                           osp.join(tmp, MODEL_CARD))
-        _place_bundle(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -6,6 +6,7 @@ the content of ``bundle.json``, the metrics of ``tools/test.py
 import json
 from typing import List, Optional
 
+from mmbus.utils.markdown import md_table
 from .bundle_format import _finite
 
 _NP = '_not provided_'
@@ -41,15 +42,15 @@ def _metrics_section(metrics) -> List[str]:
              'default).', '']
     for p in prefixes:
         key = (lambda name: f'{p}/{name}') if p else (lambda name: name)
-        lines += [f'**{p or "model"}**', '',
-                  '| figure | value | CI |', '|---|---|---|']
+        rows = []
         for name, label in _METRIC_ROWS:
             if key(name) in metrics:
                 lo, hi = metrics.get(key(f'{name}_ci_low')), \
                     metrics.get(key(f'{name}_ci_high'))
                 ci = f'[{_fmt(lo)}, {_fmt(hi)}]' if lo is not None else 'n/a'
-                lines.append(f'| {label} | {_fmt(metrics[key(name)])} | '
-                             f'{ci} |')
+                rows.append([label, _fmt(metrics[key(name)]), ci])
+        lines += [f'**{p or "model"}**', '',
+                  md_table(['figure', 'value', 'CI'], rows)]
         extra = []
         if key('threshold') in metrics:
             extra.append(f'decision threshold {_fmt(metrics[key("threshold")], 4)}')
@@ -206,14 +207,13 @@ def render_model_card(info: dict, metrics: Optional[dict] = None,
                   'probability is >= the threshold. Test figures: the '
                   'thresholds applied unchanged to the test crops (95 % '
                   'Wilson CIs).', '',
-                  '| operating point | threshold | meaning | test sensitivity '
-                  '| test specificity | test PPV | test NPV |',
-                  '|---|---|---|---|---|---|---|']
-        for k, v in thr.items():
-            figs = [_ci_cell(metrics, f'{k}/{f}')
-                    for f in ('sensitivity', 'specificity', 'ppv', 'npv')]
-            lines.append(f'| {k} | {_fmt(v, 4)} | {_op_meaning(k)} | '
-                         + ' | '.join(figs) + ' |')
+                  md_table(['operating point', 'threshold', 'meaning',
+                            'test sensitivity', 'test specificity',
+                            'test PPV', 'test NPV'],
+                           [[k, _fmt(v, 4), _op_meaning(k)] +
+                            [_ci_cell(metrics, f'{k}/{f}') for f in
+                             ('sensitivity', 'specificity', 'ppv', 'npv')]
+                            for k, v in thr.items()])]
     else:
         lines.append(f'Operating points: {_NP}; `BundleClassifier` labels at '
                      'probability 0.5 only.')

@@ -11,6 +11,7 @@ the ONNX graph (see :mod:`mmbus.apis.bundle`).
 import numpy as np
 
 from .bundle_format import BundleError
+from .pipeline_colour import is_loader, pipeline_reads_grey
 
 #: mmcv interpolation names -> OpenCV flags (mmcv.imresize uses these).
 _INTERPOLATION = {'nearest': 0, 'bilinear': 1, 'bicubic': 2, 'area': 3,
@@ -39,14 +40,12 @@ def preprocess_spec(pcfg, config_name: str) -> dict:
     """
     pipeline = _pipeline_of(pcfg)
     in_ch = ((pcfg.model.get('backbone') or {}).get('in_channels'))
-    colour = 'bgr'
+    colour = 'grey' if pipeline_reads_grey(pipeline) else 'bgr'
     resize = None
     for step in pipeline:
         kind = str(step.get('type', ''))
-        if 'LoadImageFromFile' in kind:
-            if step.get('color_type', 'color') in ('grayscale',
-                                                   'unchanged_grayscale'):
-                colour = 'grey'
+        if is_loader(step):
+            pass  # its colour is read above
         elif kind.endswith('LetterboxResize'):
             resize = dict(mode='letterbox', width=int(step['size']),
                           height=int(step['size']),

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .cam_model import _is_mmpretrain_classifier
+from .pipeline_colour import is_loader, pipeline_reads_grey
 
 #: Transforms whose geometry cannot be undone on the map.
 _CROPPING_TRANSFORMS = ('Crop', )
@@ -24,13 +25,6 @@ def _classifier_cfg(classifier):
     cfg = getattr(classifier, '_config', None) or getattr(
         classifier, 'cfg', None)
     return cfg
-
-
-def _loader_is_grey(pipeline_cfg) -> bool:
-    loader = [t for t in pipeline_cfg
-              if 'LoadImageFromFile' in str(t.get('type'))]
-    return bool(loader) and loader[0].get(
-        'color_type', 'color') in ('grayscale', 'unchanged_grayscale')
 
 
 class _Preparer:
@@ -50,13 +44,13 @@ class _Preparer:
         pipeline_cfg = []
         if cfg is not None and cfg.get('test_dataloader'):
             pipeline_cfg = list(cfg.test_dataloader.dataset.pipeline)
-        self.grey = _loader_is_grey(pipeline_cfg)
+        self.grey = pipeline_reads_grey(pipeline_cfg)
         from mmengine.registry import DefaultScope
         from mmpretrain.registry import TRANSFORMS
         with DefaultScope.overwrite_default_scope('mmpretrain'):
             for t in pipeline_cfg:
                 kind = str(t.get('type', ''))
-                if 'LoadImageFromFile' in kind:
+                if is_loader(t):
                     continue  # the crop is already in memory
                 if any(c in kind for c in _CROPPING_TRANSFORMS):
                     raise ValueError(

@@ -3,7 +3,6 @@ the mmpretrain annotation file (``<crop_dir>/<split>/*.png``, ``<crop_dir>/<spli
 ``<crop_dir>/<split>_missed.json``). Labels, hidden labels, "normal" images and missed images follow the
 conventions of :mod:`mmbus.apis.crop_extraction`.
 """
-import os
 import os.path as osp
 import re
 import shutil
@@ -15,7 +14,7 @@ from pycocotools.coco import COCO
 
 from mmbus.classes import CLASSES, pathology_label
 from mmbus.datasets.coco_split import coco_from_dict, load_coco_split
-from mmbus.utils.io import atomic_write_json, make_dirs, make_temp_dir
+from mmbus.utils.io import atomic_write_json, make_dirs, make_temp_dir, replace_dir
 from .boxes import crop_nodule, xywh_to_xyxy
 from .image_io import read_image
 
@@ -146,9 +145,7 @@ def extract_split_crops(ann_file: str,
             if progress:
                 progress.update()
         # swap the finished directory in, then the index files
-        if osp.isdir(final_dir):
-            shutil.rmtree(final_dir)
-        os.replace(tmp_dir, final_dir)
+        replace_dir(tmp_dir, final_dir)
     finally:
         if osp.isdir(tmp_dir):
             shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -33,6 +33,7 @@ from mmbus.utils.checkpoint import (CheckpointMismatchError,
                                     describe_state_dict,
                                     load_checkpoint_safely, state_dict_of)
 from mmbus.utils.io import atomic_torch_save, atomic_write, make_dirs
+from .pipeline_colour import is_grey_loader
 
 #: keys that an ImageClassifier accepts.
 _CLASSIFIER_KEYS = ('backbone', 'neck', 'head', 'pretrained', 'train_cfg',
@@ -116,8 +117,7 @@ def _grey_safe_pipeline(pipeline):
     out = []
     for t in pipeline:
         out.append(t)
-        if 'LoadImageFromFile' in str(t.get('type', '')) and t.get(
-                'color_type', 'color') in ('grayscale', 'unchanged_grayscale'):
+        if is_grey_loader(t):
             out.append(dict(TO_GREY))
     return out
 

@@ -35,6 +35,7 @@ from mmbus.utils.io import atomic_imwrite, atomic_write_text, make_dirs
 from .crop_extraction import (DetectorBoxes, crop_nodule, dump_json_atomic,
                               load_detector, read_image)
 from .export import load_plain_classifier
+from .pipeline_colour import pipeline_reads_grey
 
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 
@@ -100,10 +101,8 @@ class BUSInferencer:
                 model, device=device)
         # the classifier's loader decides the crop's colour: crops are
         # handed over in memory, so mimic LoadImageFromFile(color_type)
-        loader = [t for t in pcfg.test_dataloader.dataset.pipeline
-                  if 'LoadImageFromFile' in str(t.get('type'))]
-        self.grayscale = bool(loader) and loader[0].get(
-            'color_type', 'color') in ('grayscale', 'unchanged_grayscale')
+        self.grayscale = pipeline_reads_grey(
+            pcfg.test_dataloader.dataset.pipeline)
         self.margin = margin
         self.relative_margin = relative_margin
         self.malignancy_thr = malignancy_thr

@@ -21,7 +21,7 @@ from mmbus.evaluation.delong import delong_auc
 from .methods import title
 from .plots import plot_metric_by, plot_roc_panels, plot_validation_curves
 from .report import ReportContext
-from .results import fmt, is_num, load_json, load_rows, mean_std, md_table, paired_delong
+from .results import fmt, fmt_mean_sd, is_num, load_json, load_rows, mean_std, md_table, paired_delong
 
 
 def paired_differences(ctx: ReportContext, rows: List[dict], baseline: str) -> List[dict]:
@@ -107,7 +107,7 @@ def comparison_section(ctx: ReportContext, rows: List[dict], baseline: str, x_ke
                 fmt(cell[(g, m)]['metrics'].get('auc'), ci=(cell[(g, m)]['metrics'].get('auc_ci_low'),
                                                             cell[(g, m)]['metrics'].get('auc_ci_high')))
                 if (g, m) in cell else '' for g in gids] + [
-                f"{s['mean']:.3f} ± {s['std']:.3f}" if is_num(s['mean']) else 'n/a'])
+                fmt_mean_sd(s['mean'], s['std'])])
         md += [f'##{level} {ts}\n', md_table(['Method'] + [g or 'all' for g in gids] + ['mean ± sd'], table), '']
         pts = [p for p in paired if p['test_set'] == ts]
         if pts:

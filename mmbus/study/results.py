@@ -16,6 +16,7 @@ from mmbus.classes import CLASSES, pathology_label  # noqa: F401 (re-exported fo
 from mmbus.evaluation.delong import paired_delong  # noqa: F401 (re-exported for the reports)
 from mmbus.evaluation.predictions import load_predictions  # noqa: F401 (the one reader, re-exported)
 from mmbus.utils.io import atomic_write_json
+from mmbus.utils.markdown import md_table  # noqa: F401 (re-exported for the reports)
 
 
 def write_row(work_dir: str, name: str, row: dict) -> str:
@@ -66,13 +67,6 @@ def mean_std(values: Sequence[float]) -> Dict[str, Optional[float]]:
     if not v:
         return dict(mean=None, std=None, n=0)
     return dict(mean=statistics.fmean(v), std=statistics.stdev(v) if len(v) > 1 else 0.0, n=len(v))
-
-
-def md_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
-    """The one Markdown table writer."""
-    lines = ['| ' + ' | '.join(str(h) for h in header) + ' |', '|' + '|'.join('---' for _ in header) + '|']
-    lines += ['| ' + ' | '.join(str(c) for c in r) + ' |' for r in rows]
-    return '\n'.join(lines)
 
 
 def is_num(v) -> bool:

@@ -8,6 +8,7 @@ others exactly when the user's umask says so.
 import json
 import os
 import os.path as osp
+import shutil
 import tempfile
 
 
@@ -51,6 +52,38 @@ def make_temp_dir(parent: str, prefix: str) -> str:
     tmp = tempfile.mkdtemp(dir=parent, prefix=prefix)
     os.chmod(tmp, dir_mode())
     return tmp
+
+
+def replace_dir(tmp_dir: str, out_dir: str) -> str:
+    """Rename the finished folder ``tmp_dir`` (from :func:`make_temp_dir`, on the same file system)
+    onto ``out_dir``; returns ``out_dir``.
+
+    A reader never sees a half-written folder, and ``out_dir`` always holds either its old or its
+    new content: an existing ``out_dir`` is first renamed aside, and renamed back if the new folder
+    cannot be moved in; only once the new one is in place is the old one deleted. ``tmp_dir`` is
+    left for the caller to remove on failure. Raises ``NotADirectoryError`` naming ``out_dir`` when
+    it exists and is not a folder.
+    """
+    out_dir = out_dir.rstrip(os.sep) or out_dir   # 'a/b/' + '.old-' would name a file inside b
+    old = None
+    if osp.lexists(out_dir):
+        if not osp.isdir(out_dir):
+            raise NotADirectoryError(f'{out_dir} exists and is not a folder')
+        # tmp_dir's name is unique, so is this one
+        old = out_dir + '.old-' + osp.basename(tmp_dir)
+        os.rename(out_dir, old)
+    try:
+        os.rename(tmp_dir, out_dir)
+    except BaseException:
+        if old is not None:
+            os.rename(old, out_dir)
+        raise
+    if old is not None:
+        if osp.islink(old):   # a link to a folder: drop the link, never the folder it points to
+            os.remove(old)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+    return out_dir
 
 
 def atomic_write(path, write_fn):

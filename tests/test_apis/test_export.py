@@ -37,6 +37,30 @@ def test_plain_classifier_cfg_drops_semi_keys():
         plain_classifier_cfg(dict(type='SemiClassifier'))
 
 
+def test_pipeline_colour_rule():
+    """One rule for inference, CAMs, the exported config and the bundle: the
+    loader that runs last decides, under any scope prefix."""
+    from mmbus.apis.bundle_preprocess import preprocess_spec
+    from mmbus.apis.export import _grey_safe_pipeline
+    from mmbus.apis.pipeline_colour import pipeline_reads_grey
+    grey = dict(type='mmpretrain.LoadImageFromFile', color_type='grayscale')
+    colour = dict(type='LoadImageFromFile')
+    size = dict(type='LetterboxResize', size=8)
+    assert pipeline_reads_grey([grey, size])
+    assert pipeline_reads_grey([dict(grey, color_type='unchanged_grayscale')])
+    assert not pipeline_reads_grey([colour, size])
+    assert not pipeline_reads_grey([size])
+    assert pipeline_reads_grey([colour, grey]) and \
+        not pipeline_reads_grey([grey, colour])
+    for pipeline, want in [([grey, size], 'grey3'), ([colour, size], 'bgr')]:
+        pcfg = Config(dict(model=dict(backbone=dict(in_channels=3)),
+                           test_pipeline=pipeline))
+        assert preprocess_spec(pcfg, 'x')['colour'] == want
+    assert [t['type'] for t in _grey_safe_pipeline([grey, size])] == [
+        grey['type'], 'RandomGrayscale', 'LetterboxResize']
+    assert _grey_safe_pipeline([colour, size]) == [colour, size]
+
+
 def test_export_matches_teacher_and_loads_in_stock_mmpretrain(
         tiny_semi_classifier, tmp_path):
     from mmpretrain.apis import ImageClassificationInferencer

@@ -44,6 +44,9 @@ def test_rows_and_metric_names(tmp_path):
     assert [r['method'] for r in load_rows(str(tmp_path))] == ['y', 'x']
     assert mean_std([0.7, 0.9, float('nan'), None]) == pytest.approx(dict(mean=0.8, std=np.sqrt(0.02), n=2))
     assert md_table(['a', 'b'], [[1, 'x']]) == '| a | b |\n|---|---|\n| 1 | x |'
+    from mmbus.utils.markdown import md_table as library_table
+    assert md_table is library_table   # the reports and the library share one writer
+    assert library_table(['a'], []) == '| a |\n|---|'
 
 
 def test_the_one_number_formats():

@@ -162,6 +162,7 @@ def main(argv=None):
 
 def write_outputs(result, out_dir):
     from mmbus.utils.io import atomic_write_json, atomic_write_text
+    from mmbus.utils.markdown import md_table
     atomic_write_json(result, osp.join(out_dir, 'cue_visibility.json'), indent=1)
     sizes = sorted({r['size'] for r in result['rows']})
     cues = list(dict.fromkeys(r['cue'] for r in result['rows']))
@@ -171,11 +172,9 @@ def write_outputs(result, out_dir):
              f'{s["train"]} training / {s["test"]} test crops per cue, margin {s["margin"]} px '
              f'(+ {s["relative_margin"]} of the longer side), widen factor {s["widen_factor"]}, {s["iters"]} '
              f'iterations; one cue at {s["separation"]} SD, "all": the generator at difficulty {s["difficulty"]}.',
-             '', '| cue | ideal | ' + ' | '.join(f'{z} px' for z in sizes) + ' |',
-             '|---|---|' + '---|' * len(sizes)]
-    for c in cues:
-        cells = [f'{by[(c, z)]["auc"]:.3f}' if (c, z) in by else '' for z in sizes]
-        lines.append(f'| {c} | {by[(c, sizes[0])]["ideal_auc"]:.3f} | ' + ' | '.join(cells) + ' |')
+             '', md_table(['cue', 'ideal'] + [f'{z} px' for z in sizes],
+                          [[c, f'{by[(c, sizes[0])]["ideal_auc"]:.3f}'] +
+                           [f'{by[(c, z)]["auc"]:.3f}' if (c, z) in by else '' for z in sizes] for c in cues])]
     atomic_write_text('\n'.join(lines) + '\n', osp.join(out_dir, 'cue_visibility.md'))
     import matplotlib
     matplotlib.use('Agg')

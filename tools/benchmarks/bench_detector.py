@@ -201,6 +201,7 @@ def main(argv=None):
 
 
 def format_table(rows, args) -> str:
+    from mmbus.utils.markdown import md_table
     ref = next((r for r in rows if r['model'] == 'paper'), rows[0])
     mib = 1024**2
     head = (f'Faster R-CNN benchmark, input {args.size[0]}x{args.size[1]} px, train batch '
@@ -208,16 +209,13 @@ def format_table(rows, args) -> str:
             f'{ref["mem_kind"]}; ratios relative to {ref["model"]}')
     cols = ['model', 'params (M)', 'train img/s', 'x', 'infer img/s', 'x',
             'train mem (MiB)', 'x', 'infer mem (MiB)', 'x']
-    lines = [head, '| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
-    for r in rows:
-        lines.append('| ' + ' | '.join([
-            r['model'], f'{r["params"] / 1e6:.1f}',
-            f'{r["train_ips"]:.3f}', f'{r["train_ips"] / ref["train_ips"]:.2f}',
-            f'{r["infer_ips"]:.3f}', f'{r["infer_ips"] / ref["infer_ips"]:.2f}',
-            f'{r["train_mem"] / mib:.0f}', f'{r["train_mem"] / ref["train_mem"]:.2f}',
-            f'{r["infer_mem"] / mib:.0f}', f'{r["infer_mem"] / ref["infer_mem"]:.2f}',
-        ]) + ' |')
-    return '\n'.join(lines)
+    return head + '\n' + md_table(cols, [[
+        r['model'], f'{r["params"] / 1e6:.1f}',
+        f'{r["train_ips"]:.3f}', f'{r["train_ips"] / ref["train_ips"]:.2f}',
+        f'{r["infer_ips"]:.3f}', f'{r["infer_ips"] / ref["infer_ips"]:.2f}',
+        f'{r["train_mem"] / mib:.0f}', f'{r["train_mem"] / ref["train_mem"]:.2f}',
+        f'{r["infer_mem"] / mib:.0f}', f'{r["infer_mem"] / ref["infer_mem"]:.2f}',
+    ] for r in rows])
 
 
 if __name__ == '__main__':

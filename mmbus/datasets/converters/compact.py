@@ -25,7 +25,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from mmbus.utils.io import atomic_write_json, make_temp_dir
+from mmbus.utils.io import atomic_write_json, make_temp_dir, replace_dir
 
 from .imread import read_image
 
@@ -206,7 +206,7 @@ def compact_coco(src_root: str, out_dir: str, ann_dir: Optional[str] = None, qua
                        seconds=round(time.perf_counter() - t0, 1))
         summary['total_bytes'] = sum(parts.values())   # the data; COMPACT.json itself (~1 KiB) aside
         atomic_write_json(summary, osp.join(tmp, MARKER), indent=1)
-        _swap_into_place(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -215,14 +215,3 @@ def compact_coco(src_root: str, out_dir: str, ann_dir: Optional[str] = None, qua
         f'{mib(summary["total_bytes"])} (JPEG quality {quality}'
         f'{f", longer side <= {max_side}" if max_side else ", full size"})')
     return summary
-
-
-def _swap_into_place(tmp: str, out_dir: str) -> None:
-    """Rename the finished copy onto ``out_dir``; an earlier copy there goes only afterwards."""
-    old = None
-    if osp.exists(out_dir):
-        old = out_dir + '.old_' + osp.basename(tmp)
-        os.rename(out_dir, old)
-    os.rename(tmp, out_dir)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)

@@ -27,6 +27,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from mmbus.utils.markdown import md_table
+
 from .coco_writer import subset_coco, write_json_atomic, write_text_atomic
 from .duplicates import DEFAULT_THRESHOLD, duplicate_groups, find_duplicates, leakage_groups
 from .neardup import DEFAULT_MIN_SPECKLE
@@ -279,16 +281,15 @@ def summary_markdown(summary: dict, title: str = '') -> str:
     head = ['Split', 'Malignant', 'Benign'] + (['Normal'] if has_normal else []) + \
         ['Total', 'Patients', 'Boxes']
     lines = [f'# {title or "Dataset split"}', '',
-             f'mode: {summary["mode"]}, seed: {summary["seed"]}', '',
-             '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+             f'mode: {summary["mode"]}, seed: {summary["seed"]}', '']
     names = {'basic_train': 'Basic train', 'extended_train': 'Extended train (a)',
              'val': 'Validation', 'test': 'Test'}
+    rows = []
     for s, r in list(summary['splits'].items()) + [('all', summary['all'])]:
         label = names.get(s, 'All' if s == 'all' else s)
-        vals = [r['malignant'], r['benign']] + ([r['normal']] if has_normal else []) + \
-            [r['total'], r['patients'], r['boxes']]
-        lines.append(f'| {label} | ' + ' | '.join(str(v) for v in vals) + ' |')
-    lines += ['']
+        rows.append([label, r['malignant'], r['benign']] + ([r['normal']] if has_normal else []) +
+                    [r['total'], r['patients'], r['boxes']])
+    lines += [md_table(head, rows), '']
     if summary['mode'] != 'external_test':
         lines.append('(a) extended-train images carry "label_hidden": true; semi-supervised '
                      'training ignores their labels and boxes.')
