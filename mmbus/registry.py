@@ -6,7 +6,7 @@ checkpoint is loaded.
 """
 from . import compat  # noqa: F401
 from .datasets import bus_dataset, crop_dataset, semi_sampler, transforms  # noqa: F401,E402
-from .datasets import semi_det_sampler  # noqa: F401,E402
+from .datasets import semi_det_dataset, semi_det_sampler  # noqa: F401,E402
 from .engine import hooks, optimizers  # noqa: F401,E402
 from .evaluation import binary_diagnostic_metric, box_iou_metric  # noqa: F401,E402
 from .models import (fixmatch_classifier, gated_soft_teacher, mt_convnet, semi_classifier,  # noqa: F401,E402

@@ -24,7 +24,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 
 from mmbus.study.configs import SCHEDULES  # noqa: E402
 from mmbus.study.engine import Study  # noqa: E402
-from mmbus.study.report import make_report  # noqa: E402
+from mmbus.study.report import CONTEXT_FILE, make_report  # noqa: E402
 from mmbus.study.stages import CHILDREN, StageFailed, StudyBusy  # noqa: E402
 
 
@@ -85,6 +85,9 @@ def main(argv=None):
     try:
         study = Study(spec, a.work_dir, a.force, a.jobs, a.device, keep_going=a.keep_going)
         if a.report_only:
+            if not osp.isfile(study.p(CONTEXT_FILE)):  # stopped before its first report: the spec says it
+                study.build()
+                study.write_report_context()
             make_report(study.work_dir, report=spec.get('report', {}))
             print(f"[study] report: {study.p('report', 'report.md')}")
             return

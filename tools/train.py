@@ -53,7 +53,7 @@ def parse_args(argv=None):
 
 
 def _datasets(node, where):
-    """(where, dataset cfg) of a dataset and the datasets it wraps (``dataset``, ``datasets``)."""
+    """(where, dataset cfg) of a dataset and the datasets it wraps (``dataset``, ``datasets``, ``labelled``)."""
     if not isinstance(node, dict):
         return []
     out = [(where, node)]
@@ -61,6 +61,9 @@ def _datasets(node, where):
         out += _datasets(node['dataset'], f'{where}.dataset')
     for i, d in enumerate(node.get('datasets') or []):
         out += _datasets(d, f'{where}.datasets.{i}')
+    if isinstance(node.get('labelled'), dict):  # LabelledUnlabelledDetDataset: the unlabelled split on top
+        out += _datasets(node['labelled'], f'{where}.labelled')
+        out += _datasets(dict(node['labelled'], **(node.get('unlabelled') or {})), f'{where}.unlabelled')
     return out
 
 

@@ -10,8 +10,6 @@
 #       --cfg-options model.semi_train_cfg.unsup_weight=0 --work-dir work_dirs/soft_teacher_bus_unsup0
 # Crop extraction (stage 2) takes the teacher as a plain detector, used with faster_rcnn_vgg16_bus.py:
 #   python tools/export_teacher_detector.py CKPT teacher.pth
-# The other soft_teacher_* configs repeat the assembly below for their own detector (why: the header of
-# configs/_base_/datasets/semi_bus_detection.py).
 _base_ = ['./faster_rcnn_vgg16_bus.py', '../_base_/models/gated_soft_teacher.py',
           '../_base_/datasets/semi_bus_detection.py']
 
@@ -22,29 +20,15 @@ load_from = 'work_dirs/faster_rcnn_vgg16_bus/iter_70000.pth'
 
 _base_.model.backbone.init_cfg = None  # the weights come from load_from, no ImageNet download
 _base_.model.roi_head.bbox_head.init_cfg = None
-detector = _base_.model
-model = dict(_delete_=True, detector=detector, **_base_.soft_teacher,
-             data_preprocessor=dict(type='MultiBranchDataPreprocessor', data_preprocessor=detector.data_preprocessor))
-# Labelled images: exactly the supervised detector's training pipeline; unlabelled ones: its loading, no
-# boxes, then the weak (teacher) and strong (student) views at its input size.
-sup_pipeline = _base_.train_pipeline[:-1] + [
-    dict(type='MultiBranch', branch_field=_base_.branch_field, sup=_base_.train_pipeline[-1])]
-unsup_pipeline = [
-    _base_.train_pipeline[0],
-    dict(type='LoadEmptyAnnotations'),
-    dict(type='MultiBranch', branch_field=_base_.branch_field,
-         unsup_teacher=[dict(type='Resize', scale=_base_.img_scale, keep_ratio=True)] + _base_.weak_view,
-         unsup_student=[dict(type='RandomResize', scale=_base_.img_scale, ratio_range=(0.8, 1.2),
-                             keep_ratio=True)] + _base_.strong_view)]
-labelled_dataset = dict(_base_.train_dataloader.dataset, pipeline=sup_pipeline)
-unlabelled_dataset = dict(labelled_dataset, **_base_.unlabelled_split, pipeline=unsup_pipeline)
-num_labelled, num_unlabelled = 1, 4  # one labelled image per iteration, as the supervised detector
+model = dict(_delete_=True, detector=_base_.model, **_base_.soft_teacher,
+             data_preprocessor=dict(type='MultiBranchDataPreprocessor',
+                                    data_preprocessor=_base_.model.data_preprocessor))
+# One labelled image per iteration, as the supervised detector, and four unlabelled ones.
 train_dataloader = dict(
-    batch_size=num_labelled + num_unlabelled,
-    batch_sampler=None,  # no aspect-ratio grouping: every batch keeps its labelled/unlabelled composition
-    sampler=dict(_delete_=True, type='LabelledUnlabelledDetSampler', num_labelled=num_labelled,
-                 num_unlabelled=num_unlabelled, epoch_length='labelled'),
-    dataset=dict(_delete_=True, type='ConcatDataset', datasets=[labelled_dataset, unlabelled_dataset]))
+    batch_size=1 + 4, batch_sampler=None,
+    sampler=dict(_delete_=True, **_base_.semi_sampler, num_labelled=1, num_unlabelled=4),
+    dataset=dict(_delete_=True, **_base_.semi_dataset, labelled=_base_.train_dataloader.dataset,
+                 img_scale=_base_.img_scale))
 
 # Epoch = one pass over basic-train (the sampler ends it), validated (teacher) after each epoch.
 max_epochs = 20

@@ -10,30 +10,14 @@ _base_ = ['./faster_rcnn_vgg16_bus_cpu_quick.py', '../_base_/models/gated_soft_t
 
 load_from = 'work_dirs/faster_rcnn_vgg16_bus_cpu_quick/iter_240.pth'  # the supervised detector (must exist)
 
-# as in soft_teacher_faster_rcnn_vgg16_bus.py, around this detector
-detector = _base_.model
-model = dict(_delete_=True, detector=detector, **_base_.soft_teacher,
-             data_preprocessor=dict(type='MultiBranchDataPreprocessor', data_preprocessor=detector.data_preprocessor))
-# Labelled images: exactly the supervised detector's training pipeline; unlabelled ones: its loading, no
-# boxes, then the weak (teacher) and strong (student) views at its input size.
-sup_pipeline = _base_.train_pipeline[:-1] + [
-    dict(type='MultiBranch', branch_field=_base_.branch_field, sup=_base_.train_pipeline[-1])]
-unsup_pipeline = [
-    _base_.train_pipeline[0],
-    dict(type='LoadEmptyAnnotations'),
-    dict(type='MultiBranch', branch_field=_base_.branch_field,
-         unsup_teacher=[dict(type='Resize', scale=_base_.img_scale, keep_ratio=True)] + _base_.weak_view,
-         unsup_student=[dict(type='RandomResize', scale=_base_.img_scale, ratio_range=(0.8, 1.2),
-                             keep_ratio=True)] + _base_.strong_view)]
-labelled_dataset = dict(_base_.train_dataloader.dataset, pipeline=sup_pipeline)
-unlabelled_dataset = dict(labelled_dataset, **_base_.unlabelled_split, pipeline=unsup_pipeline)
-num_labelled, num_unlabelled = 2, 2
+model = dict(_delete_=True, detector=_base_.model, **_base_.soft_teacher,
+             data_preprocessor=dict(type='MultiBranchDataPreprocessor',
+                                    data_preprocessor=_base_.model.data_preprocessor))
 train_dataloader = dict(
-    batch_size=num_labelled + num_unlabelled,
-    batch_sampler=None,
-    sampler=dict(_delete_=True, type='LabelledUnlabelledDetSampler', num_labelled=num_labelled,
-                 num_unlabelled=num_unlabelled, epoch_length='labelled'),
-    dataset=dict(_delete_=True, type='ConcatDataset', datasets=[labelled_dataset, unlabelled_dataset]))
+    batch_size=2 + 2, batch_sampler=None,
+    sampler=dict(_delete_=True, **_base_.semi_sampler, num_labelled=2, num_unlabelled=2),
+    dataset=dict(_delete_=True, **_base_.semi_dataset, labelled=_base_.train_dataloader.dataset,
+                 img_scale=_base_.img_scale))
 
 max_epochs = 5
 train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)

@@ -8,11 +8,8 @@ _base_ = ['./soft_teacher_faster_rcnn_vgg16_bus.py']
 data_root = 'data/BUS-BRA/BUSBRA/'
 load_from = 'work_dirs/faster_rcnn_vgg16_busbra/iter_70000.pth'
 
-labelled_dataset = _base_.labelled_dataset
-labelled_dataset.data_root = data_root
-unlabelled_dataset = _base_.unlabelled_dataset
-unlabelled_dataset.data_root = data_root
-train_dataloader = dict(dataset=dict(datasets=[labelled_dataset, unlabelled_dataset]))
+# the unlabelled split follows the labelled one's data_root
+train_dataloader = dict(dataset=dict(labelled=dict(data_root=data_root)))
 val_dataloader = dict(dataset=dict(data_root=data_root))
 test_dataloader = dict(dataset=dict(data_root=data_root))
 val_evaluator = [

@@ -6,6 +6,7 @@ the content of ``bundle.json``, the metrics of ``tools/test.py
 import json
 from typing import List, Optional
 
+from mmbus.evaluation.operating_points import parse_point_name
 from mmbus.utils.markdown import md_table
 from .bundle_format import _finite
 
@@ -71,13 +72,11 @@ _OP_MEANING = {
 def _op_meaning(name: str) -> str:
     if name in _OP_MEANING:
         return _OP_MEANING[name]
-    for kind in ('sensitivity', 'specificity'):
-        if name.startswith(kind + '_'):
-            target = name[len(kind) + 1:]
-            return (f'the highest threshold keeping {kind} >= {target} on '
-                    'the fitting set' if kind == 'sensitivity' else
-                    f'the lowest threshold reaching {kind} >= {target} on '
-                    'the fitting set')
+    kind, target = parse_point_name(name)
+    if kind == 'sensitivity':
+        return f'the highest threshold keeping sensitivity >= {name[len(kind) + 1:]} on the fitting set'
+    if kind == 'specificity':
+        return f'the lowest threshold reaching specificity >= {name[len(kind) + 1:]} on the fitting set'
     return 'see the calibration tool'
 
 

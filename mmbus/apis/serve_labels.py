@@ -1,17 +1,9 @@
 """The operating points of a bundle in plain words, for the page: what each
 one means, the label there, and the one-line headline of a result."""
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 from mmbus.classes import CLASSES
-
-
-def _target(name: str, kind: str) -> Optional[float]:
-    if not name.startswith(kind + '_'):
-        return None
-    try:
-        return float(name[len(kind) + 1:])
-    except ValueError:
-        return None
+from mmbus.evaluation.operating_points import parse_point_name
 
 
 def _pct(x: float) -> str:
@@ -21,7 +13,8 @@ def _pct(x: float) -> str:
 
 def describe_operating_point(name: str, threshold: float) -> Dict:
     """Short title and meaning of one operating point of a bundle."""
-    sens, spec = _target(name, 'sensitivity'), _target(name, 'specificity')
+    kind, target = parse_point_name(name)
+    sens, spec = (target, None) if kind == 'sensitivity' else (None, target)
     if sens is not None:
         title = f'{_pct(sens)}-sensitivity threshold'
         meaning = (f'the highest probability cut-off that still called at '

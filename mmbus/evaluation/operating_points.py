@@ -8,7 +8,7 @@ data it is evaluated on is optimistic.
 Needs numpy only (no mmengine): :class:`BinaryDiagnosticMetric` imports its ROC, Youden and Wilson
 functions from here, so each exists once.
 """
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -69,6 +69,18 @@ def point_name(target: float) -> str:
     unless the target needs more)."""
     text = f'{target:.2f}' if round(target, 2) == target else f'{target:g}'
     return f'sensitivity_{text}'
+
+
+def parse_point_name(name: str) -> Tuple[Optional[str], Optional[float]]:
+    """``(kind, target)`` of an operating point's name: ``'sensitivity_0.90' -> ('sensitivity', 0.9)``, the
+    same for ``'specificity_<s>'``; ``(None, None)`` for any other name (``'youden'``, a user's own)."""
+    kind, _, text = name.partition('_')
+    if kind in ('sensitivity', 'specificity'):
+        try:
+            return kind, float(text)
+        except ValueError:
+            pass
+    return None, None
 
 
 def choose_thresholds(scores: Sequence[float], labels: Sequence[int],

@@ -7,7 +7,7 @@ from mmbus.utils.checkpoint import find_checkpoint
 from mmbus.utils.io import atomic_write_json
 from . import diagnostics
 from .configs import derive_config, has_key, shipped_config
-from .curves import convergence, read_curves
+from .curves import convergence, run_curves
 from .data import py, tool
 from .methods import method_info, title
 from .results import load_json, plain_metrics, write_row
@@ -50,7 +50,7 @@ class ClassifierStages:
         # toy settings change what a method's config has (rampup_iters exists only in the mean teacher)
         ov.update({k: v for k, v in self.toy.get('classifier', {}).items() if has_key(base, k)})
         ov.update(self.toy.get('methods', {}).get(m, {}))
-        name = f"{run['id']}"
+        name = run['id']
         if test is not None:
             root = self.crop_root(test['crops'], point)
             ov['test_dataloader.dataset.data_root'] = root + '/'
@@ -138,9 +138,7 @@ class ClassifierStages:
         wd, point = run['dir'], run['grid']
         train_s = self.runner_state(f"train_{run['id']}").get('wall_s')
         monitor, raw, skip = self.monitors(run)
-        curves = read_curves(wd)
-        if skip and monitor in curves:  # placeholders, not measurements
-            curves[monitor] = curves[monitor][skip:]
+        curves = run_curves(wd, monitor, skip)
         for t in (self.test_sets() if tests is None else tests):
             base = osp.join(wd, f"test_{t['name']}")
             root = self.crop_root(t['crops'], point)

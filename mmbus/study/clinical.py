@@ -15,9 +15,7 @@ POINT_TITLES = {'sensitivity_0.95': '95 % sensitivity (biopsy)', 'sensitivity_0.
 
 
 def _ci(m: dict, name: str) -> str:
-    v = pick_metric(m, name)
-    lo, hi = pick_metric(m, f'{name}_ci_low'), pick_metric(m, f'{name}_ci_high')
-    return fmt(v, ci=(lo, hi), digits=2) if is_num(v) else 'n/a'
+    return fmt(pick_metric(m, name), ci=(pick_metric(m, f'{name}_ci_low'), pick_metric(m, f'{name}_ci_high')), digits=2)
 
 
 def _arrow(m: dict, name: str) -> str:
@@ -76,7 +74,7 @@ def reliability_panels(ctx, rows: List[dict], path: str) -> bool:
     for method, r in first.items():
         scores, labels, _ = ctx.predictions(r)
         t = pick_metric(r['metrics'], 'temperature')
-        if len(labels) == 0 or not ((labels == 0).any() and (labels == 1).any()) or not is_num(t):
+        if not ((labels == 0).any() and (labels == 1).any() and is_num(t)):
             continue
         if scores.min() < 0 or scores.max() > 1:  # a missed_rule score outside [0, 1]: no probabilities
             continue

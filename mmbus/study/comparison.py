@@ -20,8 +20,8 @@ from mmbus.evaluation.delong import delong_auc
 
 from .methods import title
 from .plots import plot_metric_by, plot_roc_panels, plot_validation_curves
-from .report import ReportContext
-from .results import fmt, fmt_mean_sd, is_num, load_json, load_rows, mean_std, md_table, paired_delong
+from .context import ReportContext
+from .results import fmt_auc, fmt_mean_sd, is_num, load_json, load_rows, mean_std, md_table, paired_delong
 
 
 def paired_differences(ctx: ReportContext, rows: List[dict], baseline: str) -> List[dict]:
@@ -100,14 +100,9 @@ def comparison_section(ctx: ReportContext, rows: List[dict], baseline: str, x_ke
         table = []
         summary = rep['summary'].setdefault(ts, {})
         for m in methods:
-            aucs = [cell[(g, m)]['metrics'].get('auc') for g in gids if (g, m) in cell]
-            summary[m] = mean_std(aucs)
-            s = summary[m]
-            table.append([title(m)] + [
-                fmt(cell[(g, m)]['metrics'].get('auc'), ci=(cell[(g, m)]['metrics'].get('auc_ci_low'),
-                                                            cell[(g, m)]['metrics'].get('auc_ci_high')))
-                if (g, m) in cell else '' for g in gids] + [
-                fmt_mean_sd(s['mean'], s['std'])])
+            s = summary[m] = mean_std([cell[(g, m)]['metrics'].get('auc') for g in gids if (g, m) in cell])
+            table.append([title(m)] + [fmt_auc(cell[(g, m)]['metrics']) if (g, m) in cell else '' for g in gids]
+                         + [fmt_mean_sd(s['mean'], s['std'])])
         md += [f'##{level} {ts}\n', md_table(['Method'] + [g or 'all' for g in gids] + ['mean ± sd'], table), '']
         pts = [p for p in paired if p['test_set'] == ts]
         if pts:
@@ -135,15 +130,8 @@ def comparison_section(ctx: ReportContext, rows: List[dict], baseline: str, x_ke
             md += [f'![AUC by {x_key}]({png})\n']
         panels: Dict[str, dict] = {}
         for g in gids:
-            curves = {}
-            for m in methods:
-                r = cell.get((g, m))
-                if r is None:
-                    continue
-                s, y, _ = ctx.predictions(r)
-                if len(s) and (y == 1).any() and (y == 0).any():
-                    curves[m] = (s, y, r['metrics'])
-            panels[f'{ts} {g or ""}'.strip()] = curves
+            rocs = {m: ctx.roc(cell[(g, m)]) for m in methods if (g, m) in cell}
+            panels[f'{ts} {g or ""}'.strip()] = {m: roc for m, roc in rocs.items() if roc is not None}
         if panels:
             png = f'{prefix}roc_{ts}.png'
             plot_roc_panels(panels, ctx.p('report', png))

@@ -36,7 +36,10 @@ def derive_config(src: str, overrides: Optional[Dict[str, object]] = None, out: 
     cfg = Config.fromfile(src)
     overrides = dict(overrides or {})
     for key in overrides:
-        _check_parent(cfg, key, src)
+        parts = key.split('.')
+        found = _found_parts(cfg, parts[:-1])
+        if found < len(parts) - 1:
+            raise KeyError(f'override {key!r}: {".".join(parts[:found + 1])!r} is not in {src}')
     if overrides:
         cfg.merge_from_dict(overrides, allow_list_keys=True)
     if out is not None:
@@ -44,26 +47,20 @@ def derive_config(src: str, overrides: Optional[Dict[str, object]] = None, out: 
     return cfg
 
 
-def _check_parent(cfg, key: str, src: str) -> None:
+def _found_parts(cfg, parts) -> int:
+    """How many leading ``parts`` of a dotted key walk down ``cfg`` (list items by index)."""
     node = cfg._cfg_dict if hasattr(cfg, '_cfg_dict') else cfg
-    parts = key.split('.')
-    for i, part in enumerate(parts[:-1]):
+    for i, part in enumerate(parts):
         if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
         elif isinstance(node, dict) and part in node:
             node = node[part]
         else:
-            raise KeyError(f'override {key!r}: {".".join(parts[:i + 1])!r} is not in {src}')
+            return i
+    return len(parts)
 
 
 def has_key(cfg, key: str) -> bool:
     """Whether the dotted ``key`` names an existing setting of ``cfg``."""
-    node = cfg._cfg_dict if hasattr(cfg, '_cfg_dict') else cfg
-    for part in key.split('.'):
-        if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        elif isinstance(node, dict) and part in node:
-            node = node[part]
-        else:
-            return False
-    return True
+    parts = key.split('.')
+    return _found_parts(cfg, parts) == len(parts)

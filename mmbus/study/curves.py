@@ -13,12 +13,6 @@ Curve = List[Tuple[int, float]]
 Validations = List[Tuple[int, Dict[str, float]]]
 
 
-def scalars_file(run_dir: str) -> Optional[str]:
-    """The newest ``<run_dir>/<timestamp>/vis_data/scalars.json`` (a resumed run writes a new one)."""
-    files = sorted(glob.glob(osp.join(run_dir, '*', 'vis_data', 'scalars.json')))
-    return files[-1] if files else None
-
-
 def read_curves(run_dir: Optional[str] = None, files: Optional[List[str]] = None,
                 val_interval: Optional[int] = None, max_iters: Optional[int] = None) -> Dict[str, Curve]:
     """``{'loss': [(iter, value)], '<val metric>': [(iter, value)], ...}`` from the scalar files of a run
@@ -74,6 +68,15 @@ def read_curves(run_dir: Optional[str] = None, files: Optional[List[str]] = None
     out = {'loss': _dedup(train)}
     out.update({k: _dedup(v) for k, v in val.items()})
     return out
+
+
+def run_curves(run_dir: str, monitor: str, skip: int = 0) -> Dict[str, Curve]:
+    """:func:`read_curves` of a run less the first ``skip`` values of ``monitor``: a SmoothedMetricHook's
+    ``partial`` placeholders, not measurements."""
+    curves = read_curves(run_dir)
+    if skip and monitor in curves:
+        curves[monitor] = curves[monitor][skip:]
+    return curves
 
 
 def _dedup(curve: Curve) -> Curve:

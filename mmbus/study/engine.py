@@ -14,15 +14,14 @@ from typing import Dict, List, Optional, Sequence
 
 from mmbus.engine import DEADLINE_ENV
 from mmbus.utils.io import atomic_write, atomic_write_json
-from .classifiers import VAL_TEST, ClassifierStages, best  # noqa: F401 (VAL_TEST: re-exported)
+from .classifiers import ClassifierStages, best
 from .configs import REPO_ROOT, SCHEDULES, derive_config, shipped_config
 from .data import DataLayout, crop_stage, image_data, py, resolve_path, synthetic_crops_stage, tool
-from .methods import DETECTOR, method_info
-from .report import CONTEXT_FILE, SPEC_FILE
+from .methods import DETECTOR, detector_key, method_info
+from .context import CONTEXT_FILE, SPEC_FILE
 from .results import load_json, write_row
-from .spec import (DATA_KEYS, GRID_KEYS, RUNTIME_SECTIONS, SPEC_KEYS, TOY_KEYS, USER_DATA,  # noqa: F401
-                   check_grid_keys, check_spec_keys, find_values, grid_id, grid_plan, grid_points, metric_index,
-                   rebase_overrides, with_toy_data)
+from .spec import (DATA_KEYS, SPEC_KEYS, TOY_KEYS, check_grid_keys, check_spec_keys, find_values,  # noqa: F401
+                   grid_id, grid_plan, grid_points, metric_index, rebase_overrides, with_toy_data)
 from .stages import Parallel, Stage, StageRunner, summary_line
 from .subsets import load_crops, write_share_datasets
 
@@ -83,10 +82,7 @@ class Study(ClassifierStages):
             out[name] = dict(d)
         return out
 
-    @staticmethod
-    def det_key(name: str) -> str:
-        """File-name stem of a detector: ``detector`` for the main one, ``det-<name>`` for the others."""
-        return 'detector' if name == 'detector' else f'det-{name}'
+    det_key = staticmethod(detector_key)
 
     def detector_config(self, test_set: str = 'internal', name: str = 'detector') -> str:
         from mmengine.config import Config
@@ -282,11 +278,15 @@ class Study(ClassifierStages):
                     train_crops=self.train_crops,
                     export_teacher=bool(self.spec.get('export_teacher')), report=self.spec.get('report', {}))
 
-    def report(self) -> dict:
-        """The report stage: the context written by the study that draws the report (a later invocation that
-        stops before its report leaves it alone), then the report from the work dir alone."""
-        from .report import make_report
+    def write_report_context(self) -> None:
+        """``report_context.json``: written by the study that draws the report (a later invocation that stops
+        before its report leaves it alone), read by every report of the work dir. Needs :meth:`build`."""
         atomic_write_json(self.report_context(), self.p(CONTEXT_FILE), indent=1, default=str)
+
+    def report(self) -> dict:
+        """The report stage: the context, then the report from the work dir alone."""
+        from .report import make_report
+        self.write_report_context()
         return make_report(self.work_dir)
 
     def run(self) -> dict:

@@ -11,6 +11,7 @@ import tarfile
 from typing import Dict, List, Optional
 
 from mmbus.utils.io import atomic_write
+from .methods import detector_key
 from .results import is_num, load_json
 
 #: what docs/results may hold for one study (JSON, Markdown and PNGs together)
@@ -77,7 +78,7 @@ def expected_rows(spec_file: Optional[str], schedule: Optional[str]) -> Optional
     except Exception as e:  # a spec this checkout cannot read only costs the list of missing rows
         print(f'collect_results: {spec_file}: cannot list the expected rows ({type(e).__name__}: {e})')
         return None
-    dets = [f'{Study.det_key(n)}_internal' for n in study.detector_specs()]
+    dets = [f'{detector_key(n)}_internal' for n in study.detector_specs()]
     tests = [t['name'] for t in spec.get('test_sets', [dict(name='internal')])]
     runs = []
     for point, methods in study.plan:

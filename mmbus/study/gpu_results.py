@@ -20,7 +20,7 @@ from .curves import curve_from_log, curve_from_scalars  # noqa: F401 (re-exporte
 from .gpu_kit import (SIZE_LIMIT, CollectError, expected_rows, has_rows, last_finished,  # noqa: F401 (re-exported)
                       original_work_dir, run_log_lines, schedule_of, scrubber, shrink_pngs, stage_groups,
                       stage_times, unfinished, unpack)
-from .gpu_stage1 import detector_targets, detectors_section, plot_detector_curve  # noqa: F401 (re-exported)
+from .gpu_stage1 import detector_targets, detectors_section
 from .gpu_stage2 import embed_report_md, stage2_section, two_stage, two_stage_targets, within_tolerance
 from .methods import title
 from .results import fmt, fmt_mean_sd, is_num, load_json, md_table
@@ -143,14 +143,11 @@ def markdown(s: dict, report_md: str, name: str, links: Dict[str, str]) -> str:
             return f'{fmt(a)} vs {fmt(b)}'
         d = a - b  # a tie at three decimals still decides "above": show how far apart they are
         return f"{fmt(a)} vs {fmt(b)} ({f'{d:+.4f}' if abs(d) >= 1e-4 or d == 0 else f'{d:+.1e}'})"
-    rows = [[f"Stage 1: supervised mean IoU {t1['supervised_mean_iou']['target']}",
-             fmt(t1['supervised_mean_iou']['value']), _yes(t1['supervised_mean_iou']['met'])],
-            [f"Stage 1: supervised AP50 {t1['supervised_ap50']['target']}", fmt(t1['supervised_ap50']['value']),
-             _yes(t1['supervised_ap50']['met'])],
-            ['Stage 1: semi-supervised mean IoU above supervised', versus(t1['semi_above_supervised_mean_iou']),
-             _yes(t1['semi_above_supervised_mean_iou']['met'])],
-            ['Stage 1: semi-supervised AP50 above supervised', versus(t1['semi_above_supervised_ap50']),
-             _yes(t1['semi_above_supervised_ap50']['met'])]]
+    stage1 = (('mean_iou', 'mean IoU'), ('ap50', 'AP50'))
+    rows = [[f"Stage 1: supervised {what} {t1[f'supervised_{k}']['target']}", fmt(t1[f'supervised_{k}']['value']),
+             _yes(t1[f'supervised_{k}']['met'])] for k, what in stage1]
+    rows += [[f'Stage 1: semi-supervised {what} above supervised', versus(t1[f'semi_above_supervised_{k}']),
+              _yes(t1[f'semi_above_supervised_{k}']['met'])] for k, what in stage1]
     if t2 and t2.get('best_ssl'):
         b = t2['methods'][t2['best_ssl']]
         rows.append([f"Stage 2 ({t2['test_set']} crops): the better semi-supervised method, {title(t2['best_ssl'])}: "

@@ -6,6 +6,7 @@ import os.path as osp
 from typing import Dict, List, Optional, Tuple
 
 from .curves import Validations, curve_from_log, read_curves, validation_schedule, validations
+from .methods import detector_key
 from .results import is_num, load_json
 from .targets import at_least
 
@@ -73,8 +74,7 @@ def detectors_section(work: str, png_dir: str) -> Dict[str, dict]:
                                            str(r.get('method')), str(r.get('test_set')))):
         name = row.get('method', 'detector')
         m = row.get('metrics') or {}
-        stem = 'detector' if name == 'detector' else f'det-{name}'
-        curve, last, source = detector_curve(work, stem)
+        curve, last, source = detector_curve(work, detector_key(name))
         png = None
         if curve:
             png = f'detector_curve_{name}.png'
@@ -102,10 +102,9 @@ def detector_targets(dets: Dict[str, dict], min_mean_iou: float = DETECTOR_TARGE
     """Stage 1: the supervised detector's mean IoU >= ``min_mean_iou`` and AP50 >= ``min_ap50``; the
     semi-supervised one above the supervised one on both. ``met`` is None where a value is missing."""
     sup, semi = dets.get(SUPERVISED, {}), dets.get(SEMI, {})
-    out = dict(supervised_mean_iou=dict(value=sup.get('mean_iou'), target=f'≥ {min_mean_iou:.2f}',
-                                        met=_verdict(sup.get('mean_iou'), at_least(sup.get('mean_iou'), min_mean_iou))),
-               supervised_ap50=dict(value=sup.get('ap50'), target=f'≥ {min_ap50:.2f}',
-                                    met=_verdict(sup.get('ap50'), at_least(sup.get('ap50'), min_ap50))))
+    out = {f'supervised_{key}': dict(value=sup.get(key), target=f'≥ {want:.2f}',
+                                     met=_verdict(sup.get(key), at_least(sup.get(key), want)))
+           for key, want in (('mean_iou', min_mean_iou), ('ap50', min_ap50))}
     for key in ('mean_iou', 'ap50'):
         a, b = semi.get(key), sup.get(key)
         out[f'semi_above_supervised_{key}'] = dict(

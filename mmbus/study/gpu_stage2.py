@@ -73,10 +73,8 @@ def stage2_section(rep: dict) -> dict:
                                         **{k: r.get('metrics', {}).get(k) for k in RUN_KEYS})
                                    for r in rows if r['test_set'] == ts]
         return out
-    out = dict(title=rep.get('study'), schedule=rep.get('schedule'),
-               test_sets=per_test_set(rep, rep.get('rows', [])),
-               curves={n: per_test_set(c, None) for n, c in rep.get('curves', {}).items()})
-    return out
+    return dict(title=rep.get('study'), schedule=rep.get('schedule'), test_sets=per_test_set(rep, rep.get('rows', [])),
+                curves={n: per_test_set(c, None) for n, c in rep.get('curves', {}).items()})
 
 
 def embed_report_md(md: str, png_names: Dict[str, str]) -> str:

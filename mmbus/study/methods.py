@@ -20,3 +20,9 @@ def method_info(name: str) -> dict:
 
 def title(name: str) -> str:
     return METHODS.get(name, {}).get('title', name)
+
+
+def detector_key(name: str) -> str:
+    """File-name stem of a study's detector (its folder, config, rows): ``detector`` for the main one,
+    ``det-<name>`` for the others."""
+    return 'detector' if name == 'detector' else f'det-{name}'

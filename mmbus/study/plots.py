@@ -7,7 +7,7 @@ import numpy as np
 
 from mmbus.utils.io import atomic_write
 from .methods import title
-from .results import fmt, is_num
+from .results import fmt_auc, is_num
 
 
 def _plt():
@@ -36,7 +36,7 @@ def plot_roc_panels(panels: Dict[str, Dict[str, tuple]], path: str) -> str:
             _, fpr, tpr = roc_curve(scores, labels)
             lab = title(method)
             if is_num(m.get('auc')):
-                lab += f" (AUC {fmt(m['auc'], ci=(m.get('auc_ci_low'), m.get('auc_ci_high')))})"
+                lab += f' (AUC {fmt_auc(m)})'
             ax.plot(fpr, tpr, lw=2, label=lab)
         ax.plot([0, 1], [0, 1], '--', color='grey', lw=1)
         ax.set_xlim(0, 1)

@@ -9,9 +9,8 @@ the commands that ran and the library versions. Paths are written relative to th
 A report is a function of the work dir alone: the result rows (``rows/*.json``) and the files they name
 (predictions, crops, misses, calibration, training curves), ``study_state.json`` (the commands) and
 ``report_context.json`` (what the engine knew when it built the stages: the study's name, schedule, data,
-methods, test sets, image sets and report settings; written by the report stage, and derived from the spec
-the study saved, ``study_spec.py``, where a work dir lacks it). So a finished work dir, or a copy of it,
-rebuilds its report without the study::
+methods, test sets, image sets and report settings; see :mod:`.context`). So a finished work dir, or a copy
+of it, rebuilds its report without the study::
 
     python -m mmbus.study.report WORK_DIR
 """
@@ -26,104 +25,14 @@ from typing import Dict, List, Optional
 
 from mmbus.classes import CLASSES
 from mmbus.utils.checkpoint import find_checkpoint
-from mmbus.utils.io import atomic_write, atomic_write_json
+from mmbus.utils.io import atomic_write_json, atomic_write_text
 from .methods import METHODS, title
 from .plots import detection_examples, plot_detections, plot_roc_panels
-from .results import (fmt, fmt_pct_ci, is_num, load_json, load_predictions, load_rows, md_table,
-                      pathology_label, pick_metric)
+from .results import fmt, fmt_pct_ci, is_num, load_json, load_rows, md_table, pathology_label, pick_metric
 from .configs import REPO_ROOT
-from .curves import read_curves
-from .data import ImageSet, resolve_path
+from .context import CONTEXT_FILE, SPEC_FILE, ReportContext  # noqa: F401 (re-exported)
+from .data import resolve_path
 from .stages import STATE_FILE
-
-CONTEXT_FILE = 'report_context.json'
-SPEC_FILE = 'study_spec.py'
-
-
-class ReportContext:
-    """What a report reads besides the rows, all from the work dir: ``context`` is ``report_context.json``
-    (:meth:`Study.report_context`); ``report`` replaces its ``report`` settings. Paths the context holds under
-    the work dir the study ran in are read under ``work_dir``, so a moved or copied work dir still reports."""
-
-    def __init__(self, work_dir: str, context: dict, report: Optional[dict] = None):
-        self.work_dir = osp.abspath(work_dir)
-        #: where the study ran: its commands (study_state.json) name this folder
-        self.origin = osp.abspath(context.get('work_dir') or self.work_dir)
-        self.name = context.get('name', 'study')
-        self.schedule = context.get('schedule', '')
-        self.data = dict(context.get('data') or {})
-        self.methods = list(context.get('methods') or [])
-        self.test_sets = [dict(t) for t in context.get('test_sets') or []]
-        self.sets = {n: ImageSet(self.here(s['images']), self.here(s['ann_root']), s['title'])
-                     for n, s in (context.get('sets') or {}).items()}
-        self.train_crops = context.get('train_crops', 'main')
-        self.export_teacher = bool(context.get('export_teacher'))
-        self.report = dict(context.get('report') or {} if report is None else report)
-        self._predictions: Dict[tuple, tuple] = {}
-
-    @classmethod
-    def load(cls, work_dir: str, report: Optional[dict] = None) -> 'ReportContext':
-        """The context of a finished work dir; ``report`` replaces its ``report`` settings (a report redrawn
-        with other targets or grid points)."""
-        work_dir = osp.abspath(work_dir)
-        context = load_json(osp.join(work_dir, CONTEXT_FILE))
-        if context is None:
-            # a work dir whose report stage wrote no context: the spec the study saved says the same,
-            # through the engine
-            spec_file = osp.join(work_dir, SPEC_FILE)
-            if not osp.isfile(spec_file):
-                raise FileNotFoundError(f'{work_dir} holds neither {CONTEXT_FILE} nor {SPEC_FILE}: not a study '
-                                        'work dir')
-            from mmengine.config import Config
-
-            from .engine import Study
-            study = Study(Config.fromfile(spec_file), work_dir)
-            study.build()
-            context = study.report_context()
-        return cls(work_dir, context, report)
-
-    @classmethod
-    def of(cls, source) -> 'ReportContext':
-        """The context of a live :class:`Study` (what its report stage writes), else ``source`` itself."""
-        if not hasattr(source, 'report_context'):
-            return source
-        return cls(source.work_dir, source.report_context())
-
-    def here(self, path: str) -> str:
-        """``path`` moved from the work dir the study ran in to this one."""
-        if path == self.origin or path.startswith(self.origin + '/'):
-            return self.work_dir + path[len(self.origin):]
-        return path
-
-    def p(self, *parts) -> str:
-        return osp.join(self.work_dir, *parts)
-
-    def rel(self, path: str) -> str:
-        return osp.relpath(path, self.work_dir)
-
-    def predictions(self, row: dict):
-        """(scores, labels, image ids) of a result row's test, misses included; read once per report
-        (tables, ROC curves and paired tests all use them)."""
-        rule = row.get('missed_rule', 'wrong')
-        key = (row['predictions'], row['crops'], row['missed'], rule)
-        if key not in self._predictions:
-            self._predictions[key] = load_predictions(*(self.p(k) for k in key[:3]), missed_rule=rule)
-        return self._predictions[key]
-
-    def curves(self, row: dict) -> Optional[dict]:
-        """The validation curves of a row's run (``run_dir``) with its monitored metrics (``monitors``):
-        ``dict(curves, monitor, raw)``; None for a row that names neither."""
-        mon = row.get('monitors')
-        if not row.get('run_dir') or not mon:
-            return None
-        curves = read_curves(self.p(row['run_dir']))
-        monitor, skip = mon['monitor'], mon.get('skip', 0)
-        if skip and monitor in curves:  # placeholders, not measurements
-            curves[monitor] = curves[monitor][skip:]
-        return dict(curves=curves, monitor=monitor, raw=mon.get('raw', monitor))
-
-    def test_title(self, name: str) -> str:
-        return next((t.get('title', name) for t in self.test_sets if t['name'] == name), name)
 
 
 def environment() -> Dict[str, str]:
@@ -133,11 +42,10 @@ def environment() -> Dict[str, str]:
             env[mod] = __import__(mod).__version__
         except Exception as e:  # reported, never fatal
             env[mod] = f'unavailable ({type(e).__name__})'
-    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
     try:
-        commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=repo, capture_output=True, text=True,
+        commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=REPO_ROOT, capture_output=True, text=True,
                                 timeout=10).stdout.strip() or 'unknown'
-        if subprocess.run(['git', 'status', '--porcelain'], cwd=repo, capture_output=True, text=True,
+        if subprocess.run(['git', 'status', '--porcelain'], cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=10).stdout.strip():
             commit += ' (with uncommitted changes)'
     except Exception:
@@ -211,7 +119,7 @@ def write_report(rows: List[dict], ctx: ReportContext) -> dict:
     rep['environment'] = environment()
     md += cmd_md + ['## Versions\n', md_table(['package', 'version'], list(rep['environment'].items())), '']
     path = ctx.p('report', 'report.md')
-    atomic_write(path, lambda tmp: open(tmp, 'w').write('\n'.join(md) + '\n'))
+    atomic_write_text('\n'.join(md) + '\n', path)
     atomic_write_json(rep, ctx.p('report', 'report.json'), indent=1, default=str)
     print(f'report written to {path}')
     return rep
@@ -284,10 +192,11 @@ def paper_report(ctx: ReportContext, rows: List[dict]):
                           int(ns) if is_num(ns) else '-'])
             if r is None:
                 continue
-            s, y, ids = ctx.predictions(r)
-            if len(s) and (y == 1).any() and (y == 0).any():
-                panels[label][method] = (s, y, m)
+            roc = ctx.roc(r)
+            if roc is not None:
+                panels[label][method] = roc
             if method == 'mean_teacher':
+                s, _, ids = ctx.predictions(r)
                 probs[ts] = {i: float(p) for i, p in zip(ids, s) if i is not None}
         md += [f'## Table {n}. Classification, {label}\n',
                md_table(['Method', 'Train sets', 'Sensitivity', 'Specificity', 'Accuracy', 'AUC', 'N'], trows),

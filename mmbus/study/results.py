@@ -12,7 +12,7 @@ import os.path as osp
 import statistics
 from typing import Dict, List, Optional, Sequence
 
-from mmbus.classes import CLASSES, pathology_label  # noqa: F401 (re-exported for the reports)
+from mmbus.classes import pathology_label  # noqa: F401 (re-exported for the reports)
 from mmbus.evaluation.delong import paired_delong  # noqa: F401 (re-exported for the reports)
 from mmbus.evaluation.predictions import load_predictions  # noqa: F401 (the one reader, re-exported)
 from mmbus.utils.io import atomic_write_json
@@ -70,18 +70,23 @@ def mean_std(values: Sequence[float]) -> Dict[str, Optional[float]]:
 
 
 def is_num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and not (isinstance(v, float)
-                                                                            and math.isnan(v))
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and not (isinstance(v, float) and math.isnan(v))
 
 
 def fmt(v, pct: bool = False, ci=None, digits: int = 3) -> str:
-    """``0.812 [0.75, 0.87]`` (AUC-like) or ``81.2%`` (``pct``); ``n/a`` for a missing value."""
+    """``0.812 [0.750, 0.870]`` (AUC-like) or ``81.2% [75.0, 87.0]`` (``pct``); ``n/a`` for a missing value."""
     if not is_num(v):
         return 'n/a'
-    s = f'{100 * v:.1f}%' if pct else f'{v:.{digits}f}'
+    scale, digits = (100, 1) if pct else (1, digits)
+    s = f'{scale * v:.{digits}f}' + ('%' if pct else '')
     if ci and all(is_num(c) for c in ci):
-        s += f' [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]'
+        s += f' [{scale * ci[0]:.{digits}f}, {scale * ci[1]:.{digits}f}]'
     return s
+
+
+def fmt_auc(m: dict) -> str:
+    """A row's AUC with its DeLong 95 % CI: ``0.812 [0.750, 0.870]``."""
+    return fmt(m.get('auc'), ci=(m.get('auc_ci_low'), m.get('auc_ci_high')))
 
 
 def fmt_mean_sd(mean, sd, digits: int = 3, missing: str = 'n/a') -> str:
@@ -92,13 +97,7 @@ def fmt_mean_sd(mean, sd, digits: int = 3, missing: str = 'n/a') -> str:
 
 
 def fmt_pct_ci(m: dict, name: str) -> str:
-    v, lo, hi = (pick_metric(m, name), pick_metric(m, f'{name}_ci_low'), pick_metric(m, f'{name}_ci_high'))
-    if not is_num(v):
-        return 'n/a'
-    s = f'{100 * v:.1f}%'
-    if is_num(lo) and is_num(hi):
-        s += f' [{100 * lo:.1f}, {100 * hi:.1f}]'
-    return s
+    return fmt(pick_metric(m, name), pct=True, ci=(pick_metric(m, f'{name}_ci_low'), pick_metric(m, f'{name}_ci_high')))
 
 
 def _json_default(o):

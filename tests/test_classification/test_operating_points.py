@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from mmbus.evaluation.operating_points import (choose_thresholds, evaluate_at, point_name, wilson_interval,
-                                               youden_threshold)
+from mmbus.evaluation.operating_points import (choose_thresholds, evaluate_at, parse_point_name, point_name,
+                                               wilson_interval, youden_threshold)
 
 # 10 malignant, 5 benign
 MAL = [0.98, 0.95, 0.90, 0.85, 0.80, 0.70, 0.60, 0.50, 0.40, 0.20]
@@ -95,6 +95,12 @@ def test_point_names():
     assert point_name(0.9) == 'sensitivity_0.90'
     assert point_name(0.95) == 'sensitivity_0.95'
     assert point_name(0.975) == 'sensitivity_0.975'
+    # the one parser of those names (model card and page): the inverse of point_name
+    for target in (0.9, 0.95, 0.975, 1.0):
+        assert parse_point_name(point_name(target)) == ('sensitivity', target)
+    assert parse_point_name('specificity_0.80') == ('specificity', 0.8)
+    for other in ('youden', 'threshold_0.5', 'sensitivity_high', 'sensitivity', 'my_point'):
+        assert parse_point_name(other) == (None, None)
 
 
 def test_bad_input():

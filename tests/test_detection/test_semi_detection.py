@@ -18,13 +18,17 @@ from mmengine.runner import load_checkpoint
 
 import mmbus.registry  # noqa: F401
 import mmbus.datasets.semi_sampler as semi_sampler_mod
+from mmbus.datasets.semi_det_dataset import semi_det_datasets
 from mmbus.datasets.semi_det_sampler import LabelledUnlabelledDetSampler
 from mmbus.apis.export import export_teacher_detector
 from det_fixtures import PYTHON, REPO, make_bus_coco, tiny_detector_cfg
 
 QUICK = osp.join(REPO, 'configs/mmbus/soft_teacher_faster_rcnn_vgg16_bus_cpu_quick.py')
-CONFIGS = [osp.join(REPO, 'configs/mmbus', f'soft_teacher_faster_rcnn_vgg16_{name}.py')
-           for name in ('bus', 'bus_cpu_quick', 'busbra')]
+# each SoftTeacher config and the supervised detector it is built around
+CONFIGS = {osp.join(REPO, 'configs/mmbus', f'soft_teacher_faster_rcnn_vgg16_{name}.py'):
+           osp.join(REPO, 'configs/mmbus', f'faster_rcnn_vgg16_{det}.py')
+           for name, det in (('bus', 'bus'), ('bus_cpu_quick', 'bus_cpu_quick'), ('busbra', 'busbra'),
+                             ('busbra_gpu', 'busbra_gpu'))}
 # basic_train: 4 images, one normal (left out of training) -> 3 labelled; extended_train: 6 with 2 normal.
 SPLITS = dict(basic_train=4, extended_train=6, val=2, test=2)
 SCALE = (96, 96)
@@ -77,8 +81,8 @@ def tiny_semi_cfg(root, work_dir, max_epochs=1, load_from=None):
     cfg.model.data_preprocessor.data_preprocessor = tiny.model.data_preprocessor
     cfg.model.semi_train_cfg.jitter_times = 2
     root = root.rstrip('/') + '/'
-    for ds in cfg.train_dataloader.dataset.datasets:
-        ds.data_root = root
+    cfg.train_dataloader.dataset.labelled.data_root = root  # the unlabelled split follows it
+    cfg.train_dataloader.dataset.img_scale = SCALE
     for key in ('val', 'test'):
         cfg[f'{key}_dataloader'].dataset.data_root = root
         for ev in cfg[f'{key}_evaluator']:
@@ -204,6 +208,13 @@ def test_sampler_refuses_impossible_data_clearly():
 
 
 # ------------------------------------------------------------------------------------------------ configs
+def _train_datasets(cfg):
+    """The [labelled, unlabelled] dataset configs LabelledUnlabelledDetDataset builds from ``cfg``."""
+    ds = dict(cfg.train_dataloader.dataset)
+    assert ds.pop('type') == 'LabelledUnlabelledDetDataset'
+    return semi_det_datasets(**ds)
+
+
 @pytest.mark.parametrize('path', CONFIGS)
 def test_configs(path):
     cfg = Config.fromfile(path)
@@ -215,12 +226,12 @@ def test_configs(path):
     s = loader.sampler
     assert s.type == 'LabelledUnlabelledDetSampler' and loader.batch_sampler is None
     assert loader.batch_size == s.num_labelled + s.num_unlabelled
-    labelled, unlabelled = loader.dataset.datasets
-    assert labelled.ann_file.endswith('basic_train.json')
-    assert unlabelled.ann_file.endswith('extended_train.json') and not unlabelled.filter_cfg.filter_empty_gt
-    assert labelled.data_root == unlabelled.data_root == cfg.val_dataloader.dataset.data_root
-    assert [t['type'] for t in unlabelled.pipeline][1] == 'LoadEmptyAnnotations'
-    rotations = _find(unlabelled.pipeline, 'Rotate')
+    labelled, unlabelled = _train_datasets(cfg)
+    assert labelled['ann_file'].endswith('basic_train.json')
+    assert unlabelled['ann_file'].endswith('extended_train.json') and not unlabelled['filter_cfg']['filter_empty_gt']
+    assert labelled['data_root'] == unlabelled['data_root'] == cfg.val_dataloader.dataset.data_root
+    assert [t['type'] for t in unlabelled['pipeline']][1] == 'LoadEmptyAnnotations'
+    rotations = _find(unlabelled['pipeline'], 'Rotate')
     assert rotations and all(t['max_mag'] <= 10 for t in rotations)  # a few degrees at most
     text = cfg.pretty_text
     assert 'vertical' not in text and 'ShearX' not in text and 'Solarize' not in text
@@ -229,6 +240,58 @@ def test_configs(path):
     assert [e.type for e in cfg.val_evaluator] == ['CocoMetric', 'BoxIoUMetric']
     assert cfg.val_evaluator[0].ann_file == cfg.val_dataloader.dataset.data_root + 'annotations/val.json'
     assert cfg.default_hooks.checkpoint.by_epoch and cfg.load_from.endswith('.pth')
+
+
+@pytest.mark.parametrize('path,detector', CONFIGS.items())
+def test_configs_train_their_detector_on_its_own_pipeline(path, detector):
+    """The student's labelled branch sees exactly the supervised detector's training data; both unlabelled
+    views are sized to the detector's input."""
+    cfg, det = Config.fromfile(path), Config.fromfile(detector)
+    semi_det, sup_det = cfg.model.detector.to_dict(), det.model.to_dict()
+    for m in (semi_det, sup_det):  # weights come from load_from (the supervised detector), no ImageNet init
+        m['backbone'].pop('init_cfg', None), m['roi_head']['bbox_head'].pop('init_cfg', None)
+    assert semi_det == sup_det
+    labelled, unlabelled = _train_datasets(cfg)
+    det_ds = det.train_dataloader.dataset.to_dict()
+    det_pipe = det_ds.pop('pipeline')
+    assert {k: v for k, v in labelled.items() if k != 'pipeline'} == det_ds
+    assert labelled['pipeline'][:-1] == det_pipe[:-1]
+    assert labelled['pipeline'][-1] == dict(type='MultiBranch', branch_field=list(cfg.branch_field),
+                                            sup=det_pipe[-1])
+    assert unlabelled['pipeline'][0] == det_pipe[0]
+    views = unlabelled['pipeline'][-1]
+    assert [views[b][0]['type'] for b in ('unsup_teacher', 'unsup_student')] == ['Resize', 'RandomResize']
+    assert views['unsup_teacher'][0]['scale'] == views['unsup_student'][0]['scale'] == tuple(det.img_scale)
+
+
+def test_semi_det_datasets_assembly_and_bad_input():
+    pack = dict(type='PackDetInputs')
+    load = dict(type='LoadImageFromFile')
+    labelled = dict(type='BUSDataset', data_root='r/', ann_file='a/basic.json', filter_cfg=dict(filter_empty_gt=True),
+                    pipeline=[load, dict(type='LoadAnnotations'), dict(type='Resize', scale=(9, 9)), pack])
+    views = dict(unsup_teacher=[dict(type='Resize', keep_ratio=True), pack],
+                 unsup_student=[dict(type='RandomResize', ratio_range=(0.5, 2.0)), dict(type='Resize', scale=(5, 5)),
+                                pack])
+    lab, unl = semi_det_datasets(labelled, dict(ann_file='a/ext.json', filter_cfg=dict(filter_empty_gt=False)),
+                                 views, img_scale=[7, 8])
+    branches = ['sup', 'unsup_teacher', 'unsup_student']
+    assert lab == dict(labelled, pipeline=labelled['pipeline'][:-1] + [
+        dict(type='MultiBranch', branch_field=branches, sup=pack)])
+    assert unl['data_root'] == 'r/' and unl['ann_file'] == 'a/ext.json' and unl['filter_cfg'] == dict(
+        filter_empty_gt=False)
+    assert unl['pipeline'] == [load, dict(type='LoadEmptyAnnotations'), dict(
+        type='MultiBranch', branch_field=branches,
+        unsup_teacher=[dict(type='Resize', keep_ratio=True, scale=(7, 8)), pack],
+        # a resize with its own scale keeps it
+        unsup_student=[dict(type='RandomResize', ratio_range=(0.5, 2.0), scale=(7, 8)),
+                       dict(type='Resize', scale=(5, 5)), pack])]
+    assert labelled['pipeline'][-1] is pack and 'scale' not in views['unsup_teacher'][0]  # inputs left as they were
+    with pytest.raises(ValueError, match="end with PackDetInputs; it ends with 'Resize'"):
+        semi_det_datasets(dict(labelled, pipeline=labelled['pipeline'][:-1]), {}, views, (7, 8))
+    with pytest.raises(ValueError, match=r"views \['unsup_teachr'\] must be branches"):
+        semi_det_datasets(labelled, {}, dict(unsup_teachr=views['unsup_teacher']), (7, 8))
+    with pytest.raises(ValueError, match='has no scale and no img_scale was given'):
+        semi_det_datasets(labelled, {}, views)
 
 
 # ------------------------------------------------------------------------------------------------ data

@@ -1,4 +1,5 @@
 """The main job's targets, checked on a paper report's own tables, and the summary over seeds."""
+import importlib.util
 import json
 import os
 import os.path as osp
@@ -135,6 +136,16 @@ def test_seed_summary_means_and_targets_on_means(tmp_path):
     assert '0.850 ± 0.014' in md and 'seed 1' in md
 
 
+def test_seed_means_use_the_one_mean_std():
+    spec = importlib.util.spec_from_file_location('_main_job_seeds', osp.join(REPO, 'tools/analysis/main_job_seeds.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    seeds = [dict(v=0.84), dict(v=0.86), dict(v=None), dict(v=float('nan'))]
+    assert tool.mean_of(seeds, lambda s: s['v']) == pytest.approx(dict(mean=0.85, sd=0.01 * 2 ** 0.5, n=2))
+    assert tool.mean_of(seeds[1:], lambda s: s['v']) == dict(mean=0.86, sd=None, n=1)  # one seed: no spread
+    assert tool.mean_of(seeds[2:], lambda s: s['v']) is None
+
+
 def test_seed_summary_refuses_a_run_without_report_and_duplicate_seeds(tmp_path):
     tool = osp.join(REPO, 'tools/analysis/main_job_seeds.py')
     os.makedirs(tmp_path / 'empty')
@@ -151,8 +162,6 @@ def test_seed_summary_refuses_a_run_without_report_and_duplicate_seeds(tmp_path)
 
 
 def test_run_study_seed_gives_each_seed_its_own_folders():
-    import importlib.util
-
     from mmengine.config import Config
     spec_file = importlib.util.spec_from_file_location('run_study_tool', osp.join(REPO, 'tools/run_study.py'))
     tool = importlib.util.module_from_spec(spec_file)

@@ -127,6 +127,18 @@ def test_toy_synthetic_crops_study_runs_and_reruns_nothing(tmp_path):
     rep = json.loads((copy / 'report' / 'report.json').read_text())
     assert rep['targets']['test_set'] == 'test' and list(rep['targets']['methods']) == ['mean_teacher']
     assert '## Targets (test)' in (copy / 'report' / 'report.md').read_text()
+    # without its context (a study stopped before its first report) the report names what is missing and how
+    # to write it; --report-only writes it from the spec, and the report follows
+    (copy / 'report_context.json').unlink()
+    res = subprocess.run([sys.executable, '-m', 'mmbus.study.report', str(copy)], capture_output=True, text=True,
+                         cwd=REPO)
+    assert res.returncode != 0 and '--report-only' in res.stderr
+    assert f'{copy} holds no report_context.json' in res.stderr
+    res = _run_study(args + ['--report-only', '--work-dir', str(copy)])
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert json.loads((copy / 'report_context.json').read_text())['methods'] == ['supervised_basic', 'mean_teacher']
+    again = json.loads((copy / 'report' / 'report.json').read_text())
+    assert again['summary'] == rep['summary'] and again['paired'] == rep['paired']
 
 
 def _copy_report_inputs(work, dest):

@@ -126,6 +126,27 @@ def test_train_missing_annotation_file(tiny):
     _one_clear_line(proc, 'train_dataloader.dataset.ann_file', root / 'data' / 'meta' / 'train.txt')
 
 
+def test_train_names_the_missing_unlabelled_split_of_a_soft_teacher(tmp_path):
+    """A SoftTeacher config names its labelled dataset and the unlabelled split built on it: a missing
+    extended-train file is named as that split's, before any dataset is built."""
+    from mmengine.config import Config
+    spec = importlib.util.spec_from_file_location('_train_tool', osp.join(REPO, 'tools', 'train.py'))
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    cfg = Config.fromfile(osp.join(REPO, 'configs/mmbus/soft_teacher_faster_rcnn_vgg16_bus_cpu_quick.py'))
+    (tmp_path / 'annotations').mkdir()
+    for split in ('basic_train', 'val'):
+        (tmp_path / 'annotations' / f'{split}.json').write_text('{}')
+    cfg.train_dataloader.dataset.labelled.data_root = str(tmp_path)
+    cfg.val_dataloader.dataset.data_root = str(tmp_path)
+    cfg.val_evaluator[0].ann_file = str(tmp_path / 'annotations' / 'val.json')
+    with pytest.raises(FileNotFoundError, match=r'^train_dataloader\.dataset\.unlabelled\.ann_file: annotation '
+                       rf'file {tmp_path}/annotations/extended_train\.json does not exist$'):
+        train.check_data_files(cfg)
+    (tmp_path / 'annotations' / 'extended_train.json').write_text('{}')
+    train.check_data_files(cfg)  # everything there: no error
+
+
 def test_copied_work_dir_resumes_from_its_own_checkpoint(tiny):
     root, make_config = tiny
     a, b, c = root / 'A', root / 'B', root / 'C'

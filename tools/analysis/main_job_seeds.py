@@ -13,9 +13,7 @@ import argparse
 import os.path as osp
 import sys
 
-import numpy as np
-
-from mmbus.study.results import fmt, fmt_mean_sd, is_num, load_json, md_table, pick_metric
+from mmbus.study.results import fmt, fmt_mean_sd, is_num, load_json, md_table, mean_std, pick_metric
 from mmbus.study.targets import check_paper_targets, paper_targets_section
 from mmbus.utils.io import atomic_write_json, atomic_write_text
 
@@ -48,12 +46,10 @@ def seed_summary(work_dir: str) -> dict:
 
 
 def mean_of(seeds, get):
-    # not results.mean_std: its sd is 0.0 for one value where this says None (no spread), and its exact
-    # summation differs from numpy's in the last bits, which the committed main_job.json would show
-    vals = [get(s) for s in seeds]
-    vals = [v for v in vals if is_num(v)]
-    return dict(mean=float(np.mean(vals)), sd=float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
-                n=len(vals)) if vals else None
+    """Mean, sd and count of ``get(seed)`` over the seeds that have it (:func:`mean_std`); sd None for one
+    seed (no spread to speak of), None for none."""
+    s = mean_std([v for v in map(get, seeds) if is_num(v)])
+    return dict(mean=s['mean'], sd=s['std'] if s['n'] > 1 else None, n=s['n']) if s['n'] else None
 
 
 def auc_of(seed: dict, test_set: str, method: str):

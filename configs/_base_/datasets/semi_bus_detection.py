@@ -1,20 +1,26 @@
 # Semi-supervised detection data (SoftTeacher): labelled basic-train images through the supervised detector's
 # own training pipeline (branch 'sup'), unlabelled extended-train images through a weak view for the teacher
-# and a strong view for the student. These are the parts that do not depend on the detector; each
-# soft_teacher_* config puts them together with its detector's training pipeline and input size (an mmengine
-# base is evaluated before, and apart from, the config that inherits it, so it cannot read those itself).
+# and a strong view for the student. A soft_teacher_* config inherits this next to its detector and sets
+#   train_dataloader = dict(batch_size=L + U, batch_sampler=None,
+#       sampler=dict(_delete_=True, **semi_sampler, num_labelled=L, num_unlabelled=U),
+#       dataset=dict(_delete_=True, **semi_dataset, labelled=_base_.train_dataloader.dataset,
+#                    img_scale=_base_.img_scale))
+# LabelledUnlabelledDetDataset puts the pipelines together from the detector's (an mmengine base cannot read
+# the config that inherits it).
 branch_field = ['sup', 'unsup_teacher', 'unsup_student']
 # Unlabelled views carry no image-level label (no pathology): what the teacher and student may know.
 unsup_meta_keys = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip', 'flip_direction',
                    'homography_matrix')
-# Weak view (teacher), after the detector's own resize (Resize to img_scale).
-weak_view = [dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+# Weak view (teacher): the detector's own resize (to its img_scale), a flip.
+weak_view = [dict(type='Resize', keep_ratio=True),
+             dict(type='RandomFlip', prob=0.5, direction='horizontal'),
              dict(type='PackDetInputs', meta_keys=unsup_meta_keys)]
-# Strong view (student), after a +-20 % scale jitter around img_scale (RandomResize). Ultrasound-safe:
+# Strong view (student): a +-20 % scale jitter around the detector's img_scale, then ultrasound-safe:
 # horizontal flips only, rotations of a few degrees, monotone photometric jitter (a hypoechoic nodule stays
 # darker than its surroundings: no solarize/posterize), cut-outs smaller than a nodule. mmdet's geometric
 # transforms record the homography that maps the teacher's boxes onto this view.
 strong_view = [
+    dict(type='RandomResize', ratio_range=(0.8, 1.2), keep_ratio=True),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='RandomOrder', transforms=[
         dict(type='RandAugment', aug_num=1, aug_space=[
@@ -30,3 +36,8 @@ strong_view = [
 # boxes; LoadEmptyAnnotations (in the pipeline): those boxes never reach a data sample.
 unlabelled_split = dict(ann_file='annotations/extended_train.json',
                         filter_cfg=dict(filter_empty_gt=False, min_size=32))
+semi_dataset = dict(type='LabelledUnlabelledDetDataset', unlabelled=unlabelled_split,
+                    views=dict(unsup_teacher=weak_view, unsup_student=strong_view), branch_field=branch_field)
+# Finite epochs (one pass over the labelled images) of fixed labelled/unlabelled batches, no aspect-ratio
+# grouping: every batch keeps its composition.
+semi_sampler = dict(type='LabelledUnlabelledDetSampler', epoch_length='labelled')
