@@ -85,3 +85,55 @@ def test_toy_run_end_to_end(kit, tmp_path):
         train_log = t.extractfile('work/main/logs/train_detector.log').read().decode()
     assert info['study_exit'] == '0' and info['device'] == 'cpu'
     assert 'torch.distributed.run' in train_log or 'dist_train.sh' in train_log  # the distributed path ran
+
+
+FAKE_PYTHON = r'''#!/bin/bash
+# The lent machine where mmcv's CUDA ops do not build: the stack is not installed (the import check fails), a pip
+# build with FORCE_CUDA=1 fails, one without succeeds (each logged); everything else is this machine's Python.
+if [ "${1-}" = -c ] && [[ "${2-}" == *"import mmcv.ops"* ]]; then exit 1; fi
+if [ "${1-}" = -m ] && [ "${2-}" = pip ]; then
+    echo "pip FORCE_CUDA=${FORCE_CUDA-} CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-unset} ${*: -1}" >> "$PIP_LOG"
+    [ "${FORCE_CUDA-}" = 1 ] && exit 1
+    exit 0
+fi
+exec "$REAL_PYTHON" "$@"
+'''
+
+
+@pytest.mark.slow
+def test_stage2_alone_when_mmcv_cuda_ops_do_not_build(kit, tmp_path):
+    """The CUDA-ops build of mmcv fails: mmcv is built with its CPU ops and the run is the stage-2 study alone
+    (the recognisers need no mmcv op), which the collector reports without detectors."""
+    wheels = tmp_path / 'kit_wheels'
+    (wheels / 'wheels').mkdir(parents=True)
+    for name in ('mmcv-2.1.0.tar.gz', 'mmdet-3.3.0-py3-none-any.whl'):
+        (wheels / 'wheels' / name).write_text('')
+    (wheels / 'busbra').symlink_to(kit / 'busbra')
+    fake = tmp_path / 'python'
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    env = dict(os.environ, PYTHON=str(fake), REAL_PYTHON=sys.executable, PIP_LOG=str(tmp_path / 'pip.log'),
+               OMP_NUM_THREADS='1')
+    out = tmp_path / 'out'
+    res = subprocess.run(['bash', SCRIPT, '--kit', str(wheels), '--out', str(out), '--schedule', 'toy', '--jobs', '2',
+                          '--budget-s', '3000'], capture_output=True, text=True, cwd=REPO, env=env, timeout=3600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    pip = (tmp_path / 'pip.log').read_text().splitlines()
+    mmcv = [line for line in pip if line.endswith('mmcv-2.1.0.tar.gz')]
+    assert mmcv == [f'pip FORCE_CUDA=1 CUDA_VISIBLE_DEVICES=unset {wheels}/wheels/mmcv-2.1.0.tar.gz',
+                    f'pip FORCE_CUDA=0 CUDA_VISIBLE_DEVICES= {wheels}/wheels/mmcv-2.1.0.tar.gz']
+    assert 'this run is stage 2 alone' in res.stdout and 'study: configs/studies/busbra_gpu_stage2.py' in res.stdout
+    names = members(out / 'busbra_gpu.tar.gz')
+    rows = sorted(n for n in names if n.startswith('work/main/rows/') and n.endswith('.json'))
+    assert rows and not any('/detector_' in n or '/det-' in n for n in rows)
+    assert sum(n.endswith('_gt.json') for n in rows) == 5  # 4 methods at share 0.05 + the mean teacher at 0.10
+    with tarfile.open(out / 'busbra_gpu.tar.gz') as t:
+        info = json.load(t.extractfile('kit.json'))
+    assert info['spec'] == 'configs/studies/busbra_gpu_stage2.py' and info['command'].endswith('--stage2-only')
+    res = subprocess.run([sys.executable, 'tools/gpu/collect_results.py', str(out / 'busbra_gpu.tar.gz'), '--out-dir',
+                          str(tmp_path / 'docs'), '--name', 'busbra_gpu'], capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    summary = json.loads((tmp_path / 'docs' / 'busbra_gpu.json').read_text())
+    assert not summary['detectors'] and summary['stage2']['test_sets']
+    md = (tmp_path / 'docs' / 'busbra_gpu.md').read_text()
+    assert '**Stage 2 alone**' in md and '`configs/studies/busbra_gpu_stage2.py`' in md

@@ -2,14 +2,15 @@
 # BUS-BRA at paper scale on one lent GPU machine, in one call: both stages, every method, one tarball back.
 #
 #   bash tools/gpu/run_busbra.sh --kit gpu_kit --out "$OUT" [--budget-s 540] [--smoke-s 100] [--jobs 24]
-#                                [--schedule paper|toy] [--no-smoke] [--commit SHA]
+#                                [--schedule paper|toy] [--no-smoke] [--stage2-only] [--commit SHA]
 #
 # The kit (tools/gpu/prepare_kit.py) holds the compact BUS-BRA copy (kit/busbra) and the wheels the machine
 # lacks (kit/wheels: mmengine, mmdet, mmpretrain, pycocotools and their pure-Python needs, the mmcv 2.1.0 sdist).
 # Steps, all inside --budget-s seconds from the start (the device call's limit less a margin):
 #   1. install the wheels into a fresh temporary folder and build mmcv with its CUDA ops (16 cores: about 2 minutes); skipped
-#      where mmcv.ops already imports (this machine's own environment, the CPU test);
-#   2. smoke pass: configs/studies/busbra_gpu.py at --schedule toy on the kit's data (a few iterations of every
+#      where mmcv.ops already imports (this machine's own environment, the CPU test). Should that build fail, mmcv is
+#      built with its CPU ops and the run is stage 2 alone (the recognisers need no mmcv op; the detectors do);
+#   2. smoke pass: configs/studies/busbra_gpu.py (busbra_gpu_stage2.py with --stage2-only) at --schedule toy on the kit's data (a few iterations of every
 #      detector and stage-2 method, tests, report), so a failure that only CUDA shows costs a minute, not the run;
 #   3. the study itself (--keep-going: a failed run stops only what depends on it), with every training run ending
 #      cleanly at $MMBUS_STOP_AT (DeadlineHook), set to leave time for the tests, the crops and the report;
@@ -20,7 +21,7 @@
 # travels has no .git: --commit records the commit it was (else kit/COMMIT, written by prepare_kit.py).
 set -uo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
-kit='' out='' budget=540 smoke_s=100 jobs=24 schedule=paper smoke=1 commit=''
+kit='' out='' budget=540 smoke_s=100 jobs=24 schedule=paper smoke=1 commit='' stage2_only=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --kit) kit=$2; shift 2 ;;
@@ -30,8 +31,9 @@ while [ $# -gt 0 ]; do
         --jobs) jobs=$2; shift 2 ;;
         --schedule) schedule=$2; shift 2 ;;
         --no-smoke) smoke=0; shift ;;
+        --stage2-only) stage2_only=1; shift ;;
         --commit) commit=$2; shift 2 ;;
-        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "run_busbra.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -65,33 +67,48 @@ else
     say "installing the kit's wheels into $site"
     "$py" -m pip install -q --no-index --no-deps --no-compile --target "$site" "$kit"/wheels/*.whl || exit 1
     export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
-    say "building mmcv 2.1.0 with CUDA ops (TORCH_CUDA_ARCH_LIST=9.0, $(nproc) jobs)"
-    MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=$(nproc) \
-        "$py" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$site" \
-        "$kit"/wheels/mmcv-*.tar.gz || { say "the mmcv build failed"; exit 1; }
+    build_mmcv() {  # build_mmcv 1|0: with CUDA ops, or with CPU ops only (no GPU visible to its setup.py)
+        local hide=()
+        [ "$1" = 0 ] && hide=(CUDA_VISIBLE_DEVICES=)
+        env ${hide[@]+"${hide[@]}"} MMCV_WITH_OPS=1 FORCE_CUDA=$1 \
+            TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=$(nproc) \
+            "$py" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$site" \
+            "$kit"/wheels/mmcv-*.tar.gz
+    }
+    say "building mmcv 2.1.0 with CUDA ops (TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}, $(nproc) jobs)"
+    if ! build_mmcv 1; then
+        say "the mmcv build with CUDA ops failed (its errors are above); building it with CPU ops instead:" \
+            "the detectors need CUDA ops, so this run is stage 2 alone (ground-truth crops)"
+        rm -rf "$site"/mmcv "$site"/mmcv-*.dist-info
+        build_mmcv 0 || { say "the mmcv build failed"; exit 1; }
+        stage2_only=1
+    fi
 fi
+spec=$here/configs/studies/busbra_gpu.py
+[ "$stage2_only" = 1 ] && spec=$here/configs/studies/busbra_gpu_stage2.py
 export PYTHONPATH=$here${PYTHONPATH:+:$PYTHONPATH}
-device=$("$py" - <<'PY'
+device=$("$py" - "$stage2_only" <<'PY'
+import sys
 import torch, mmcv, mmdet, mmpretrain, mmengine  # noqa: E401
 from mmcv.ops import nms
 cuda = torch.cuda.is_available()
 dev = 'cuda' if cuda else 'cpu'
-boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.]], device=dev)
-assert nms(boxes, torch.tensor([0.9, 0.8], device=dev), 0.5)[1].tolist() == [0]
-import sys
+ops_dev = 'cpu' if sys.argv[1] == '1' else dev  # stage 2 alone: the recognisers run on the GPU, mmcv's ops on CPU
+boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.]], device=ops_dev)
+assert nms(boxes, torch.tensor([0.9, 0.8], device=ops_dev), 0.5)[1].tolist() == [0]
 print(f'torch {torch.__version__}, CUDA {torch.version.cuda if cuda else "none"}, '
-      f'{torch.cuda.get_device_name(0) if cuda else "CPU only"}, mmcv {mmcv.__version__} (nms on {dev} OK), '
+      f'{torch.cuda.get_device_name(0) if cuda else "CPU only"}, mmcv {mmcv.__version__} (nms on {ops_dev} OK), '
       f'mmdet {mmdet.__version__}, mmpretrain {mmpretrain.__version__}, mmengine {mmengine.__version__}',
       file=sys.stderr)
 print(dev)
 PY
 ) || { say "the stack does not import or mmcv's ops fail; stopping"; exit 1; }
-say "device: $device"
+say "device: $device; study: ${spec#$here/}"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 work=$out/work
 study() {  # study WORK_DIR SCHEDULE TIMEOUT_S
-    timeout --signal=TERM --kill-after=15 "$3" "$py" "$here/tools/run_study.py" "$here/configs/studies/busbra_gpu.py" \
+    timeout --signal=TERM --kill-after=15 "$3" "$py" "$here/tools/run_study.py" "$spec" \
         --schedule "$2" --jobs "$jobs" --keep-going --device "$device" --work-dir "$1" \
         --cfg-options "data.root=$kit/busbra"
 }
@@ -137,7 +154,8 @@ fi
 "$py" - "$out/kit.json" <<PY
 import json, sys, time
 json.dump(dict(command='bash tools/gpu/run_busbra.sh --kit KIT --out OUT --budget-s $budget --smoke-s $smoke_s '
-                       '--jobs $jobs --schedule $schedule', commit='$commit', device='$device',
+                       '--jobs $jobs --schedule $schedule' + (' --stage2-only' if '$stage2_only' == '1' else ''),
+               spec='${spec#$here/}', commit='$commit', device='$device',
                smoke_exit='$smoke_rc', study_exit='$main_rc', budget_s=$budget, wall_s=$(elapsed),
                finished=time.strftime('%Y-%m-%d %H:%M:%S')), open(sys.argv[1], 'w'), indent=1)
 PY
