@@ -85,7 +85,9 @@ def main(argv=None):
     try:
         study = Study(spec, a.work_dir, a.force, a.jobs, a.device, keep_going=a.keep_going)
         if a.report_only:
-            if not osp.isfile(study.p(CONTEXT_FILE)):  # stopped before its first report: the spec says it
+            # a work dir without a context (studies write one when they start): this spec, as given, says it
+            # (not the work dir's study_spec.py: any later invocation, even a refused one, rewrites that)
+            if not osp.isfile(study.p(CONTEXT_FILE)):
                 study.build()
                 study.write_report_context()
             make_report(study.work_dir, report=spec.get('report', {}))

@@ -14,14 +14,14 @@ detector's pipeline. This dataset does that one assembly at build time, from the
   (``LoadEmptyAnnotations``), then pass through the declared ``views`` (branches ``unsup_teacher`` and
   ``unsup_student``); a ``Resize`` / ``RandomResize`` of a view without ``scale`` takes ``img_scale``, the
   detector's input size;
-* the unlabelled split is the labelled dataset's config with the ``unlabelled`` keys on top (its
-  ``ann_file``, ``filter_cfg``), so both follow one ``data_root``.
+* the unlabelled split is the labelled dataset's config (less its ``indices``) with the ``unlabelled`` keys on
+  top (its ``ann_file``, ``filter_cfg``), so both follow one ``data_root``.
 
 The result is an mmengine ``ConcatDataset`` ``[labelled, unlabelled]``, which
 :class:`~mmbus.datasets.semi_det_sampler.LabelledUnlabelledDetSampler` batches.
 """
 import copy
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from mmengine.dataset import ConcatDataset
 from mmdet.registry import DATASETS
@@ -63,7 +63,9 @@ def semi_det_datasets(labelled: dict,
                          f'branch_field {list(branch_field)}')
     lab = copy.deepcopy(dict(labelled))
     lab['pipeline'] = pipeline[:-1] + [dict(type='MultiBranch', branch_field=list(branch_field), sup=pipeline[-1])]
-    unl = dict(copy.deepcopy(dict(labelled)), **copy.deepcopy(dict(unlabelled)))
+    # a subset of the labelled images (``indices``) says nothing about which unlabelled images to use
+    unl = {k: v for k, v in copy.deepcopy(dict(labelled)).items() if k != 'indices'}
+    unl.update(copy.deepcopy(dict(unlabelled)))
     unl['pipeline'] = [pipeline[0], dict(type='LoadEmptyAnnotations'),
                        dict(type='MultiBranch', branch_field=list(branch_field),
                             **{name: _sized(view, img_scale) for name, view in views.items()})]
@@ -83,7 +85,7 @@ class LabelledUnlabelledDetDataset(ConcatDataset):
             weak and the student's strong view.
         img_scale (tuple, optional): The detector's input size, given to the views' resizes without a scale.
         branch_field (sequence of str): ``MultiBranch``'s branches (the labelled images fill ``sup``).
-        lazy_init (bool): As mmengine's ``ConcatDataset``.
+        lazy_init (bool), ignore_keys (str | list, optional): As mmengine's ``ConcatDataset``.
     """
 
     def __init__(self,
@@ -92,6 +94,7 @@ class LabelledUnlabelledDetDataset(ConcatDataset):
                  views: Dict[str, Sequence[dict]],
                  img_scale: Optional[Tuple[int, int]] = None,
                  branch_field: Sequence[str] = BRANCHES,
-                 lazy_init: bool = False) -> None:
+                 lazy_init: bool = False,
+                 ignore_keys: Union[str, List[str], None] = None) -> None:
         super().__init__(semi_det_datasets(labelled, unlabelled, views, img_scale, branch_field),
-                         lazy_init=lazy_init)
+                         lazy_init=lazy_init, ignore_keys=ignore_keys)

@@ -1,8 +1,9 @@
 """What a study report reads besides its result rows: ``report_context.json`` of the work dir.
 
-The study that draws a report writes the context (:meth:`~mmbus.study.engine.Study.write_report_context`): the
-study's name, schedule, data, methods in order, test sets, image sets, report settings and the folder it ran
-in. Reports read it through :class:`ReportContext`, with the rows and the files they name, and nothing else.
+A study writes the context when it starts in a work dir without one, and the study that draws a report writes it
+again (:meth:`~mmbus.study.engine.Study.write_report_context`): the study's name, schedule, data, methods in order,
+test sets, image sets, report settings and the folder it ran in. Reports read it through :class:`ReportContext`,
+with the rows and the files they name, and nothing else.
 """
 import os.path as osp
 from typing import Dict, Optional
@@ -44,8 +45,8 @@ class ReportContext:
         context = load_json(osp.join(work_dir, CONTEXT_FILE))
         if context is None:
             raise FileNotFoundError(
-                f'{work_dir} holds no {CONTEXT_FILE}: not a study work dir, or its study stopped before its first '
-                f'report; python tools/run_study.py SPEC --work-dir {work_dir} --report-only writes it from the spec')
+                f'{work_dir} holds no {CONTEXT_FILE} (a study writes it when it starts): not a study work dir; '
+                f'python tools/run_study.py SPEC --work-dir {work_dir} --report-only writes it from the spec')
         return cls(work_dir, context, report)
 
     @classmethod

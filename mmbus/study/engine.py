@@ -279,8 +279,9 @@ class Study(ClassifierStages):
                     export_teacher=bool(self.spec.get('export_teacher')), report=self.spec.get('report', {}))
 
     def write_report_context(self) -> None:
-        """``report_context.json``: written by the study that draws the report (a later invocation that stops
-        before its report leaves it alone), read by every report of the work dir. Needs :meth:`build`."""
+        """``report_context.json``: written when a study starts in a work dir without one, and again by the study
+        that draws the report (a later invocation that stops before its report leaves it alone); read by every
+        report of the work dir. Needs :meth:`build`."""
         atomic_write_json(self.report_context(), self.p(CONTEXT_FILE), indent=1, default=str)
 
     def report(self) -> dict:
@@ -288,6 +289,13 @@ class Study(ClassifierStages):
         from .report import make_report
         self.write_report_context()
         return make_report(self.work_dir)
+
+    def _record_start(self) -> None:
+        """The spec as it runs, and the report context where there is none yet (a study stopped before its
+        report still reports what finished)."""
+        atomic_write(self.p(SPEC_FILE), self.spec.dump)
+        if not osp.isfile(self.p(CONTEXT_FILE)):
+            self.write_report_context()
 
     def run(self) -> dict:
         os.makedirs(self.work_dir, exist_ok=True)
@@ -297,12 +305,11 @@ class Study(ClassifierStages):
             env['OMP_NUM_THREADS'] = str(max(1, (os.cpu_count() or 2) // self.jobs))
         self._runner = StageRunner(self.work_dir, self.force, self.jobs, cwd=REPO_ROOT, env=env,
                                    keep_going=self.keep_going)
-        atomic_write(self.p(SPEC_FILE), self.spec.dump)
         print(f'[study] {self.name}: work dir {self.work_dir}; schedule {self.schedule}; '
               f'{len(self.runs)} stage-2 run(s)', flush=True)
         t0 = time.time()
         try:
-            self._runner.run(items)
+            self._runner.run(items, on_start=self._record_start)
         finally:
             print(summary_line(self._runner.records, self._runner.total, time.time() - t0), flush=True)
         return dict(records=self._runner.records, wall_s=time.time() - t0, report=self.p('report', 'report.md'))

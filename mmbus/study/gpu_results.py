@@ -135,9 +135,9 @@ def markdown(s: dict, report_md: str, name: str, links: Dict[str, str]) -> str:
         ['Exit status', f"study {kit.get('study_exit', 'n/a')}, smoke pass {kit.get('smoke_exit', 'n/a')}"],
         ['Schedule', f"`{s.get('schedule') or 'n/a'}`"], ['Collected from', f"`{s['source']}`"]]
         + ([['Study', f"`{kit['spec']}`"]] if kit.get('spec') else [])), '']
-    if not s['detectors'] and kit.get('spec', '').endswith('_stage2.py'):
-        md += ['> **Stage 2 alone**: this run trained no detector (`--stage2-only`, or mmcv\'s CUDA ops did not '
-               'build on the machine: see its log); the stage-1 and two-stage targets are not measured.\n']
+    if kit.get('stage2_only_why'):
+        md += [f"> **Stage 2 alone** ({kit['stage2_only_why']}): this run trained no detector; the stage-1 and "
+               'two-stage targets are not measured.\n']
     # targets
     t1, t2, t3 = s['targets']['stage1'], s['targets'].get('stage2'), s['targets']['two_stage']
 

@@ -255,7 +255,7 @@ def detector_checkpoint(ctx: ReportContext, row: Optional[dict]) -> str:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description='Rebuild a study\'s report (report/) from its finished work dir '
-                                'alone: rows, the files they name, study_spec.py, study_state.json and '
+                                'alone: rows, the files they name, study_state.json and '
                                 f'{CONTEXT_FILE}.')
     p.add_argument('work_dir', help='a study work dir (tools/run_study.py --work-dir)')
     a = p.parse_args(argv)

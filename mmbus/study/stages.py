@@ -206,7 +206,9 @@ class StageRunner:
             self._lock_fd = None
 
     # -- running -----------------------------------------------------------------------------------
-    def run(self, items) -> List[dict]:
+    def run(self, items, on_start: Optional[Callable[[], None]] = None) -> List[dict]:
+        """Run ``items``; ``on_start`` once the stages are checked and the work dir is this study's (locked):
+        what a refused invocation must not write."""
         names = stage_names(items)
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
@@ -215,6 +217,8 @@ class StageRunner:
         self.total, self.index = len(names), {n: i for i, n in enumerate(names, 1)}
         self.acquire()
         try:
+            if on_start is not None:
+                on_start()
             for it in items:
                 if isinstance(it, Parallel):
                     self._run_parallel(it)

@@ -286,6 +286,9 @@ def test_semi_det_datasets_assembly_and_bad_input():
         unsup_student=[dict(type='RandomResize', ratio_range=(0.5, 2.0), scale=(7, 8)),
                        dict(type='Resize', scale=(5, 5)), pack])]
     assert labelled['pipeline'][-1] is pack and 'scale' not in views['unsup_teacher'][0]  # inputs left as they were
+    # a labelled subset (indices) stays with the labelled images
+    lab, unl = semi_det_datasets(dict(labelled, indices=[0, 2]), dict(ann_file='a/ext.json'), views, (7, 8))
+    assert lab['indices'] == [0, 2] and 'indices' not in unl
     with pytest.raises(ValueError, match="end with PackDetInputs; it ends with 'Resize'"):
         semi_det_datasets(dict(labelled, pipeline=labelled['pipeline'][:-1]), {}, views, (7, 8))
     with pytest.raises(ValueError, match=r"views \['unsup_teachr'\] must be branches"):

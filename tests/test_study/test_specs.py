@@ -73,6 +73,37 @@ def test_spec_errors(tmp_path):
         _study('main_job_synthetic', tmp_path, detector=None)
 
 
+def test_a_study_stopped_before_its_report_still_has_its_report_context(tmp_path, monkeypatch):
+    """The context is written when a study starts (a study killed in training, e.g. by a device's time limit, is
+    reported from what finished); a later invocation does not overwrite it, and a refused one writes nothing."""
+    from mmbus.study.stages import StageRunner
+
+    def interrupted(self, stage):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(StageRunner, '_run_one', interrupted)
+    spec = Config.fromfile(osp.join(SPECS, 'mean_teacher_synthetic_crops.py'))
+    spec.schedule = 'toy'
+    work = tmp_path / 'w'
+    study = Study(spec, str(work))
+    with pytest.raises(KeyboardInterrupt):
+        study.run()
+    ctx = json.loads((work / 'report_context.json').read_text())
+    assert ctx['name'] == spec.name and ctx['schedule'] == 'toy' and ctx['methods'] == list(study.methods)
+    (work / 'report_context.json').write_text('{"name": "kept"}')
+    with pytest.raises(KeyboardInterrupt):
+        Study(spec, str(work)).run()
+    assert json.loads((work / 'report_context.json').read_text()) == {'name': 'kept'}
+    # refused (a --force pattern matching no stage): neither the spec nor the context is touched
+    saved = (work / 'study_spec.py').read_text()
+    other = Config.fromfile(osp.join(SPECS, 'mean_teacher_synthetic_crops.py'))
+    other.schedule, other.name = 'toy', 'another'
+    (work / 'report_context.json').unlink()
+    with pytest.raises(ValueError, match='matches no stage'):
+        Study(other, str(work), force=['trian_*']).run()
+    assert (work / 'study_spec.py').read_text() == saved and not (work / 'report_context.json').exists()
+
+
 def _run_study(args, cwd=REPO):
     return subprocess.run([sys.executable, osp.join(REPO, 'tools', 'run_study.py'), *args],
                           capture_output=True, text=True, cwd=cwd)

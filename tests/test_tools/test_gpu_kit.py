@@ -129,11 +129,24 @@ def test_stage2_alone_when_mmcv_cuda_ops_do_not_build(kit, tmp_path):
     assert sum(n.endswith('_gt.json') for n in rows) == 5  # 4 methods at share 0.05 + the mean teacher at 0.10
     with tarfile.open(out / 'busbra_gpu.tar.gz') as t:
         info = json.load(t.extractfile('kit.json'))
-    assert info['spec'] == 'configs/studies/busbra_gpu_stage2.py' and info['command'].endswith('--stage2-only')
+    assert info['spec'] == 'configs/studies/busbra_gpu_stage2.py' and info['stage2_only_why'] == \
+        "mmcv's CUDA ops did not build"
+    assert not info['command'].endswith('--stage2-only')  # the command as typed
     res = subprocess.run([sys.executable, 'tools/gpu/collect_results.py', str(out / 'busbra_gpu.tar.gz'), '--out-dir',
                           str(tmp_path / 'docs'), '--name', 'busbra_gpu'], capture_output=True, text=True, cwd=REPO)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     summary = json.loads((tmp_path / 'docs' / 'busbra_gpu.json').read_text())
     assert not summary['detectors'] and summary['stage2']['test_sets']
     md = (tmp_path / 'docs' / 'busbra_gpu.md').read_text()
-    assert '**Stage 2 alone**' in md and '`configs/studies/busbra_gpu_stage2.py`' in md
+    assert "**Stage 2 alone** (mmcv's CUDA ops did not build)" in md
+    assert '`configs/studies/busbra_gpu_stage2.py`' in md
+    # asked for: mmcv is built with its CPU ops at once (no CUDA build to fail first)
+    (tmp_path / 'pip.log').unlink()
+    res = subprocess.run(['bash', SCRIPT, '--kit', str(wheels), '--out', str(tmp_path / 'out2'), '--stage2-only',
+                          '--budget-s', '5', '--no-smoke'], capture_output=True, text=True, cwd=REPO, env=env)
+    assert res.returncode == 1 and 'no time to train' in res.stdout, res.stdout[-3000:] + res.stderr[-3000:]
+    mmcv = [line for line in (tmp_path / 'pip.log').read_text().splitlines() if line.endswith('mmcv-2.1.0.tar.gz')]
+    assert mmcv == [f'pip FORCE_CUDA=0 CUDA_VISIBLE_DEVICES= {wheels}/wheels/mmcv-2.1.0.tar.gz']
+    with tarfile.open(tmp_path / 'out2' / 'busbra_gpu.tar.gz') as t:
+        info = json.load(t.extractfile('kit.json'))
+    assert info['stage2_only_why'] == '--stage2-only' and info['command'].endswith('--stage2-only')

@@ -63,6 +63,8 @@ def main(argv=None) -> int:
                                        'finished')
             else:
                 kit = unpack(a.tarball, tmp)
+                if not a.spec and (kit or {}).get('spec') and osp.isfile(osp.join(REPO, kit['spec'])):
+                    spec = osp.join(REPO, kit['spec'])  # the study the kit ran (a stage-2-only run has its own)
                 main_dir, smoke_dir = osp.join(tmp, 'work', 'main'), osp.join(tmp, 'work', 'smoke')
                 smoke_dir = smoke_dir if osp.isdir(smoke_dir) else None
                 source = osp.basename(a.tarball)

@@ -10,8 +10,9 @@
 #   1. install the wheels into a fresh temporary folder and build mmcv with its CUDA ops (16 cores: about 2 minutes); skipped
 #      where mmcv.ops already imports (this machine's own environment, the CPU test). Should that build fail, mmcv is
 #      built with its CPU ops and the run is stage 2 alone (the recognisers need no mmcv op; the detectors do);
-#   2. smoke pass: configs/studies/busbra_gpu.py (busbra_gpu_stage2.py with --stage2-only) at --schedule toy on the kit's data (a few iterations of every
-#      detector and stage-2 method, tests, report), so a failure that only CUDA shows costs a minute, not the run;
+#   2. smoke pass: configs/studies/busbra_gpu.py (busbra_gpu_stage2.py with --stage2-only) at --schedule toy on the
+#      kit's data (a few iterations of every piece, tests, report), so a failure that only CUDA shows costs a
+#      minute, not the run;
 #   3. the study itself (--keep-going: a failed run stops only what depends on it), with every training run ending
 #      cleanly at $MMBUS_STOP_AT (DeadlineHook), set to leave time for the tests, the crops and the report;
 #   4. a report from the runs that finished, if the study did not end by itself;
@@ -21,7 +22,7 @@
 # travels has no .git: --commit records the commit it was (else kit/COMMIT, written by prepare_kit.py).
 set -uo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
-kit='' out='' budget=540 smoke_s=100 jobs=24 schedule=paper smoke=1 commit='' stage2_only=0
+kit='' out='' budget=540 smoke_s=100 jobs=24 schedule=paper smoke=1 commit='' stage2_only=0 stage2_reason=''
 while [ $# -gt 0 ]; do
     case "$1" in
         --kit) kit=$2; shift 2 ;;
@@ -31,9 +32,9 @@ while [ $# -gt 0 ]; do
         --jobs) jobs=$2; shift 2 ;;
         --schedule) schedule=$2; shift 2 ;;
         --no-smoke) smoke=0; shift ;;
-        --stage2-only) stage2_only=1; shift ;;
+        --stage2-only) stage2_only=1 stage2_reason='--stage2-only'; shift ;;
         --commit) commit=$2; shift 2 ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "run_busbra.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -72,16 +73,21 @@ else
         [ "$1" = 0 ] && hide=(CUDA_VISIBLE_DEVICES=)
         env ${hide[@]+"${hide[@]}"} MMCV_WITH_OPS=1 FORCE_CUDA=$1 \
             TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=$(nproc) \
-            "$py" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$site" \
-            "$kit"/wheels/mmcv-*.tar.gz
+            "$py" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --no-cache-dir \
+            --target "$site" "$kit"/wheels/mmcv-*.tar.gz  # no cache: a CPU-ops build must not stand in for a CUDA one
     }
-    say "building mmcv 2.1.0 with CUDA ops (TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}, $(nproc) jobs)"
-    if ! build_mmcv 1; then
-        say "the mmcv build with CUDA ops failed (its errors are above); building it with CPU ops instead:" \
-            "the detectors need CUDA ops, so this run is stage 2 alone (ground-truth crops)"
-        rm -rf "$site"/mmcv "$site"/mmcv-*.dist-info
+    if [ "$stage2_only" = 1 ]; then
+        say "building mmcv 2.1.0 with CPU ops ($(nproc) jobs): stage 2 alone needs no CUDA op"
         build_mmcv 0 || { say "the mmcv build failed"; exit 1; }
-        stage2_only=1
+    else
+        say "building mmcv 2.1.0 with CUDA ops (TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}, $(nproc) jobs)"
+        if ! build_mmcv 1; then
+            say "the mmcv build with CUDA ops failed (its errors are above); building it with CPU ops instead:" \
+                "the detectors need CUDA ops, so this run is stage 2 alone (ground-truth crops)"
+            rm -rf "$site"/mmcv "$site"/mmcv-*.dist-info
+            build_mmcv 0 || { say "the mmcv build failed"; exit 1; }
+            stage2_only=1 stage2_reason="mmcv's CUDA ops did not build"
+        fi
     fi
 fi
 spec=$here/configs/studies/busbra_gpu.py
@@ -154,8 +160,8 @@ fi
 "$py" - "$out/kit.json" <<PY
 import json, sys, time
 json.dump(dict(command='bash tools/gpu/run_busbra.sh --kit KIT --out OUT --budget-s $budget --smoke-s $smoke_s '
-                       '--jobs $jobs --schedule $schedule' + (' --stage2-only' if '$stage2_only' == '1' else ''),
-               spec='${spec#$here/}', commit='$commit', device='$device',
+                       '--jobs $jobs --schedule $schedule' + (' --stage2-only' if "$stage2_reason" == '--stage2-only' else ''),
+               spec='${spec#$here/}', stage2_only_why="$stage2_reason" or None, commit='$commit', device='$device',
                smoke_exit='$smoke_rc', study_exit='$main_rc', budget_s=$budget, wall_s=$(elapsed),
                finished=time.strftime('%Y-%m-%d %H:%M:%S')), open(sys.argv[1], 'w'), indent=1)
 PY

@@ -2,8 +2,8 @@
 # own training pipeline (branch 'sup'), unlabelled extended-train images through a weak view for the teacher
 # and a strong view for the student. A soft_teacher_* config inherits this next to its detector and sets
 #   train_dataloader = dict(batch_size=L + U, batch_sampler=None,
-#       sampler=dict(_delete_=True, **semi_sampler, num_labelled=L, num_unlabelled=U),
-#       dataset=dict(_delete_=True, **semi_dataset, labelled=_base_.train_dataloader.dataset,
+#       sampler=dict(_delete_=True, **_base_.semi_sampler, num_labelled=L, num_unlabelled=U),
+#       dataset=dict(_delete_=True, **_base_.semi_dataset, labelled=_base_.train_dataloader.dataset,
 #                    img_scale=_base_.img_scale))
 # LabelledUnlabelledDetDataset puts the pipelines together from the detector's (an mmengine base cannot read
 # the config that inherits it).
