@@ -4,6 +4,10 @@ import ast
 import os.path as osp
 from pathlib import Path
 
+import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
+
 PKG = Path(__file__).resolve().parents[1] / 'mmbus'
 MAX_LINES = 400
 
@@ -37,39 +41,21 @@ def import_graph(modules):
 
 
 def cycles(graph):
-    """Strongly connected components with more than one module (Tarjan)."""
-    index, low, stack, on, found = {}, {}, [], set(), []
-
-    def visit(v):
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on.add(v)
-        for w in graph.get(v, ()):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp = []
-            while True:
-                w = stack.pop()
-                on.discard(w)
-                comp.append(w)
-                if w == v:
-                    break
-            if len(comp) > 1:
-                found.append(sorted(comp))
-
-    for v in graph:
-        if v not in index:
-            visit(v)
-    return found
+    """Strongly connected components with more than one module (scipy's), each sorted."""
+    names = sorted(set(graph) | {d for deps in graph.values() for d in deps})
+    index = {n: i for i, n in enumerate(names)}
+    edges = [(index[a], index[b]) for a, deps in graph.items() for b in deps]
+    rows, cols = zip(*edges) if edges else ((), ())
+    adjacency = csr_matrix((np.ones(len(edges)), (rows, cols)), shape=(len(names), len(names)))
+    _, label = connected_components(adjacency, directed=True, connection='strong')
+    comps = [sorted(n for n, lab in zip(names, label) if lab == c) for c in set(label.tolist())]
+    return sorted(c for c in comps if len(c) > 1)
 
 
 def test_the_cycle_finder_finds_a_cycle():
     assert cycles({'a': {'b'}, 'b': {'c'}, 'c': {'a'}, 'd': {'a'}}) == [['a', 'b', 'c']]
     assert cycles({'a': {'b'}, 'b': set()}) == []
+    assert cycles({'a': {'b'}, 'b': {'a'}, 'c': {'d'}, 'd': {'c', 'a'}}) == [['a', 'b'], ['c', 'd']]
 
 
 def test_no_import_cycle_in_the_package():

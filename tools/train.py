@@ -22,6 +22,7 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mmbus.registry  # noqa: E402,F401  (registers components, fixes checkpoint loading)
+from mmbus.datasets.semi_det_dataset import unlabelled_split  # noqa: E402
 from mmbus.engine.hooks import CheckpointCheckHook  # noqa: E402
 from mmbus.utils.checkpoint import (CheckpointError, find_resumable_checkpoint,  # noqa: E402
                                     verify_checkpoint)
@@ -61,9 +62,9 @@ def _datasets(node, where):
         out += _datasets(node['dataset'], f'{where}.dataset')
     for i, d in enumerate(node.get('datasets') or []):
         out += _datasets(d, f'{where}.datasets.{i}')
-    if isinstance(node.get('labelled'), dict):  # LabelledUnlabelledDetDataset: the unlabelled split on top
+    if isinstance(node.get('labelled'), dict):  # LabelledUnlabelledDetDataset: the unlabelled split as it builds it
         out += _datasets(node['labelled'], f'{where}.labelled')
-        out += _datasets(dict(node['labelled'], **(node.get('unlabelled') or {})), f'{where}.unlabelled')
+        out += _datasets(unlabelled_split(node['labelled'], node.get('unlabelled')), f'{where}.unlabelled')
     return out
 
 

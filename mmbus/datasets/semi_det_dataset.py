@@ -45,6 +45,15 @@ def _sized(view: Sequence[dict], img_scale: Optional[Tuple[int, int]]) -> List[d
     return out
 
 
+def unlabelled_split(labelled: dict, unlabelled: dict) -> dict:
+    """The unlabelled dataset's config (pipeline as the labelled one's, to be replaced): the labelled config
+    with the ``unlabelled`` keys on top, less its ``indices`` (a subset of the labelled images says nothing
+    about which unlabelled ones to use)."""
+    out = {k: v for k, v in copy.deepcopy(dict(labelled)).items() if k != 'indices'}
+    out.update(copy.deepcopy(dict(unlabelled or {})))
+    return out
+
+
 def semi_det_datasets(labelled: dict,
                       unlabelled: dict,
                       views: Dict[str, Sequence[dict]],
@@ -63,9 +72,7 @@ def semi_det_datasets(labelled: dict,
                          f'branch_field {list(branch_field)}')
     lab = copy.deepcopy(dict(labelled))
     lab['pipeline'] = pipeline[:-1] + [dict(type='MultiBranch', branch_field=list(branch_field), sup=pipeline[-1])]
-    # a subset of the labelled images (``indices``) says nothing about which unlabelled images to use
-    unl = {k: v for k, v in copy.deepcopy(dict(labelled)).items() if k != 'indices'}
-    unl.update(copy.deepcopy(dict(unlabelled)))
+    unl = unlabelled_split(labelled, unlabelled)
     unl['pipeline'] = [pipeline[0], dict(type='LoadEmptyAnnotations'),
                        dict(type='MultiBranch', branch_field=list(branch_field),
                             **{name: _sized(view, img_scale) for name, view in views.items()})]

@@ -82,8 +82,6 @@ class Study(ClassifierStages):
             out[name] = dict(d)
         return out
 
-    det_key = staticmethod(detector_key)
-
     def detector_config(self, test_set: str = 'internal', name: str = 'detector') -> str:
         from mmengine.config import Config
         det = self.detector_specs()[name]
@@ -102,18 +100,18 @@ class Study(ClassifierStages):
             ov['test_dataloader.dataset.ann_file'] = e.ann('test')
             for k in find_values(base, lambda k, v: k == 'ann_file', ['test_evaluator']):
                 ov[k] = e.ann('test')
-        stem = self.det_key(name)
+        stem = detector_key(name)
         out = self.p('configs', f'{stem}.py' if test_set == 'internal' else f'{stem}_{test_set}.py')
         derive_config(src, ov, out)
         return out
 
     def det_ckpt(self, name: str = 'detector') -> str:
         """The detector's checkpoint chosen on validation (its best one), else its last."""
-        return best(self.p(self.det_key(name)))
+        return best(self.p(detector_key(name)))
 
     def detector_stages(self, name: str = 'detector') -> List[Stage]:
         det = self.detector_specs()[name]
-        stem = self.det_key(name)
+        stem = detector_key(name)
         train, test = tool('tools/train.py'), tool('tools/test.py')
         wd = self.p(stem)
         cfg_file = self.p('configs', f'{stem}.py')
@@ -152,11 +150,11 @@ class Study(ClassifierStages):
         return st
 
     def write_detector_row(self, test_set: str, base: str, name: str = 'detector') -> None:
-        write_row(self.work_dir, f'{self.det_key(name)}_{test_set}',
+        write_row(self.work_dir, f'{detector_key(name)}_{test_set}',
                   dict(kind='detector', method=name, test_set=test_set, grid={},
                        metrics=load_json(base + '/metrics.json'), predictions=self.rel(base + '/predictions.pkl'),
                        checkpoint=self.rel(self.det_ckpt(name)),
-                       train_s=self.runner_state(f'train_{self.det_key(name)}').get('wall_s')))
+                       train_s=self.runner_state(f'train_{detector_key(name)}').get('wall_s')))
 
     # -- stage 2 and the assembly ------------------------------------------------------------------
     def crop_root(self, crop_set: str, point: dict) -> str:
@@ -215,7 +213,7 @@ class Study(ClassifierStages):
                 det_crops.add(name)
                 crop_stages[name] = crop_stage(
                     name, crops, self.layout, self.p('crops', name),
-                    det_cfg=lambda s=self.det_key(which): self.p('configs', f'{s}.py'),
+                    det_cfg=lambda s=detector_key(which): self.p('configs', f'{s}.py'),
                     det_ckpt=lambda w=which: self.det_ckpt(w), device=self.device)
         elif self.data['type'] == 'crops':  # prepared crops: a missing split fails now, not in a tool
             root = resolve_path(self.data.get('root', ''), self.work_dir)

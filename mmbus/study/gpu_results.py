@@ -24,6 +24,7 @@ from .gpu_stage1 import detector_targets, detectors_section
 from .gpu_stage2 import embed_report_md, stage2_section, two_stage, two_stage_targets, within_tolerance
 from .methods import title
 from .results import fmt, fmt_mean_sd, is_num, load_json, md_table
+from .targets import verdict_word
 
 
 # -- the summary ------------------------------------------------------------------------------------------
@@ -108,10 +109,6 @@ def collect(main: Optional[str], smoke: Optional[str], kit: Optional[dict], out_
     return summary
 
 
-def _yes(v) -> str:
-    return {True: 'met', False: '**not met**', None: 'not measured'}[v]
-
-
 def markdown(s: dict, report_md: str, name: str, links: Dict[str, str]) -> str:
     kit = s['kit'] or {}
     md = [f"# Results of `{name}`{': ' + s['label'] if s.get('label') else ''}\n"]
@@ -149,25 +146,25 @@ def markdown(s: dict, report_md: str, name: str, links: Dict[str, str]) -> str:
         return f"{fmt(a)} vs {fmt(b)} ({f'{d:+.4f}' if abs(d) >= 1e-4 or d == 0 else f'{d:+.1e}'})"
     stage1 = (('mean_iou', 'mean IoU'), ('ap50', 'AP50'))
     rows = [[f"Stage 1: supervised {what} {t1[f'supervised_{k}']['target']}", fmt(t1[f'supervised_{k}']['value']),
-             _yes(t1[f'supervised_{k}']['met'])] for k, what in stage1]
+             verdict_word(t1[f'supervised_{k}']['met'])] for k, what in stage1]
     rows += [[f'Stage 1: semi-supervised {what} above supervised', versus(t1[f'semi_above_supervised_{k}']),
-              _yes(t1[f'semi_above_supervised_{k}']['met'])] for k, what in stage1]
+              verdict_word(t1[f'semi_above_supervised_{k}']['met'])] for k, what in stage1]
     if t2 and t2.get('best_ssl'):
         b = t2['methods'][t2['best_ssl']]
         rows.append([f"Stage 2 ({t2['test_set']} crops): the better semi-supervised method, {title(t2['best_ssl'])}: "
                      f"gain ≥ {t2['gain']:+.2f} over {title(t2['baseline'])}, paired p < {t2['p']} on ≥ "
                      f"{t2['min_significant']} draws, ≤ {t2['gap']:.2f} behind {title(t2['upper'])}",
                      f"gain {b['gain']:+.3f}, {b['significant']}/{b['of']} significant, behind by "
-                     f"{fmt(b.get('gap_to_upper'))}", _yes(t2['met'])])
+                     f"{fmt(b.get('gap_to_upper'))}", verdict_word(t2['met'])])
     else:
         rows.append(['Stage 2: semi-supervised gain, significance and gap to supervised-all',
-                     'no semi-supervised runs in the main comparison', _yes(None)])
+                     'no semi-supervised runs in the main comparison', verdict_word(None)])
     for m, v in t3['methods'].items():
         rows.append([f'Two stages: {title(m)} AUC on detector crops within {t3["tolerance"]:.2f} of ground-truth crops',
-                     f"{v['det']:.3f} vs {v['gt']:.3f} ({v['diff']:+.3f})", _yes(v['met'])])
+                     f"{v['det']:.3f} vs {v['gt']:.3f} ({v['diff']:+.3f})", verdict_word(v['met'])])
     if not t3['methods']:
         rows.append([f'Two stages: AUC on detector crops within {t3["tolerance"]:.2f} of ground-truth crops',
-                     'no method tested on both', _yes(None)])
+                     'no method tested on both', verdict_word(None)])
     met = [r[2] for r in rows]
     verdict = ('Every target is met.' if all(x == 'met' for x in met) else
                f"Targets met: {met.count('met')} of {len(met)}; not met: {met.count('**not met**')}; "

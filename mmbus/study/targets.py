@@ -34,6 +34,11 @@ def at_most(value, target: float) -> bool:
     return is_num(value) and value <= target + TOL
 
 
+def verdict_word(met: Optional[bool]) -> str:
+    """How every targets table says a check came out: ``met``, ``**not met**``, ``not measured`` (None)."""
+    return {True: 'met', False: '**not met**', None: 'not measured'}[met]
+
+
 def check_targets(rep: dict, targets: dict, baseline: str) -> dict:
     """The stage-2 targets on ``targets['test_set']``: the better semi-supervised method (``targets['ssl']``)
     at least ``gain`` above ``baseline`` on the mean over grid points, with paired p < ``p`` on at least
@@ -66,13 +71,13 @@ def check_targets(rep: dict, targets: dict, baseline: str) -> dict:
 
 
 def targets_section(t: dict) -> List[str]:
-    yes = {True: 'met', False: '**not met**'}
     rows = []
     for m, r in t['methods'].items():
         rows.append([title(m), f"{r['mean']:.3f}",
-                     f"{r['gain']:+.3f} (target ≥ {t['gain']:+.2f}): {yes[r['gain_met']]}",
-                     f"{r['significant']}/{r['of']} (target ≥ {t['min_significant']}): {yes[r['significance_met']]}",
-                     (f"{r['gap_to_upper']:+.3f} (target ≤ {t['gap']:.2f}): {yes[r['gap_met']]}"
+                     f"{r['gain']:+.3f} (target ≥ {t['gain']:+.2f}): {verdict_word(r['gain_met'])}",
+                     f"{r['significant']}/{r['of']} (target ≥ {t['min_significant']}): "
+                     f"{verdict_word(r['significance_met'])}",
+                     (f"{r['gap_to_upper']:+.3f} (target ≤ {t['gap']:.2f}): {verdict_word(r['gap_met'])}"
                       if r['gap_to_upper'] is not None else 'n/a')])
     verdict = (f"The better semi-supervised method ({title(t['best_ssl'])}) "
                f"{'meets' if t['met'] else 'does not meet'} every target." if t['best_ssl'] else
@@ -167,8 +172,7 @@ def paper_targets_section(t: dict, titles: Optional[dict] = None, heading: str =
     name shown; ``columns``: the table's five headings (the summary over seeds calls its value column
     ``mean``)."""
     titles = titles or {}
-    yes = {True: 'met', False: '**not met**'}
-    rows = [[titles.get(ts, ts), name, f'{v:.3f}' if is_num(v) else '-', want, yes[bool(ok)]]
+    rows = [[titles.get(ts, ts), name, f'{v:.3f}' if is_num(v) else '-', want, verdict_word(bool(ok))]
             for ts, r in t['test_sets'].items() for name, v, want, ok in r['checks']]
     out = [f'## {heading}\n', md_table(list(columns), rows), '']
     if verdict:
