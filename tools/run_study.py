@@ -24,7 +24,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 
 from mmbus.study.configs import SCHEDULES  # noqa: E402
 from mmbus.study.engine import Study  # noqa: E402
-from mmbus.study.report import CONTEXT_FILE, make_report  # noqa: E402
+from mmbus.reporting.report import CONTEXT_FILE, make_report  # noqa: E402
 from mmbus.study.stages import CHILDREN, StageFailed, StudyBusy  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def parse_args(argv=None):
     p.add_argument('--report-only', action='store_true',
                    help="run no stage: rebuild <work-dir>/report/ from the work dir alone (its rows, the files they "
                    "name, study_state.json and report_context.json) with this spec's report settings; "
-                   "python -m mmbus.study.report WORK_DIR does the same with the settings the study saved")
+                   "python -m mmbus.reporting.report WORK_DIR does the same with the settings the study saved")
     p.add_argument('--seed', type=int, default=None,
                    help="the seed of the whole study (data.seed: the generated data, the split, the detector and "
                    "every stage-2 run without a grid seed); with the spec's work dir, runs in <work_dir>_seed<S>")

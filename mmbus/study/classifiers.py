@@ -3,14 +3,14 @@ predictions and calibration, its tests and result rows) and the mean teacher's e
 import os.path as osp
 from typing import List, Optional, Tuple
 
+from mmbus.reporting import diagnostics
+from mmbus.reporting.curves import convergence, run_curves
+from mmbus.reporting.methods import method_info, title
+from mmbus.reporting.results import load_json, plain_metrics, write_row
 from mmbus.utils.checkpoint import find_checkpoint
 from mmbus.utils.io import atomic_write_json
-from . import diagnostics
 from .configs import derive_config, has_key, shipped_config
-from .curves import convergence, run_curves
 from .data import py, tool
-from .methods import method_info, title
-from .results import load_json, plain_metrics, write_row
 from .spec import find_values, metric_index, rebase_overrides
 from .stages import Stage
 

@@ -3,9 +3,9 @@ mechanism behind ``--cfg-options``; nothing else rewrites configs."""
 import os.path as osp
 from typing import Dict, Optional
 
+from mmbus.reporting.context import REPO_ROOT
 from mmbus.utils.io import atomic_write
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 #: the one vocabulary of schedules: the file suffix of the shipped config each one uses ('toy' is the
 #: cpu-quick config cut to a few iterations by the study's ``toy`` overrides; for tests).
 SCHEDULES = {'cpu-quick': '_cpu_quick', 'paper': '', 'toy': '_cpu_quick'}

@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, List
 
-from .configs import REPO_ROOT
+from mmbus.reporting.context import REPO_ROOT, ImageSet, resolve_path  # noqa: F401 (re-exported)
 from .stages import Stage
 
 SPLITS = ('basic_train', 'extended_train', 'val', 'test')
@@ -40,26 +40,10 @@ def py(*args) -> List[str]:
 
 
 @dataclass
-class ImageSet:
-    """Images of one hospital and the folder whose ``annotations/<split>.json`` describe them."""
-    images: str
-    ann_root: str
-    title: str
-
-    def ann(self, split: str) -> str:
-        return osp.join(self.ann_root, 'annotations', f'{split}.json')
-
-
-@dataclass
 class DataLayout:
     stages: List[Stage] = field(default_factory=list)
     #: 'internal' (split by the protocol) and, when present, 'external' (its test split only)
     sets: Dict[str, ImageSet] = field(default_factory=dict)
-
-
-def resolve_path(path: str, work_dir: str) -> str:
-    path = str(path).replace('{work_dir}', work_dir)
-    return osp.abspath(path if osp.isabs(path) else osp.join(REPO_ROOT, path))
 
 
 def _display(name: str) -> str:

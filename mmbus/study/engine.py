@@ -12,14 +12,15 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
+from mmbus import reporting
 from mmbus.engine import DEADLINE_ENV
+from mmbus.reporting.context import CONTEXT_FILE, SPEC_FILE
+from mmbus.reporting.methods import DETECTOR, detector_key, method_info
+from mmbus.reporting.results import load_json, write_row
 from mmbus.utils.io import atomic_write, atomic_write_json
 from .classifiers import ClassifierStages, best
 from .configs import REPO_ROOT, SCHEDULES, derive_config, shipped_config
 from .data import DataLayout, crop_stage, image_data, py, resolve_path, synthetic_crops_stage, tool
-from .methods import DETECTOR, detector_key, method_info
-from .context import CONTEXT_FILE, SPEC_FILE
-from .results import load_json, write_row
 from .spec import (DATA_KEYS, SPEC_KEYS, TOY_KEYS, check_grid_keys, check_spec_keys, find_values,  # noqa: F401
                    grid_id, grid_plan, grid_points, metric_index, rebase_overrides, with_toy_data)
 from .stages import Parallel, Stage, StageRunner, summary_line
@@ -259,8 +260,8 @@ class Study(ClassifierStages):
         if self.spec.get('export_bundle') and self.calibrate and teacher:
             items += self.bundle_stages()
         items.append(Stage('report', func=self.report,
-                           # the study's code and spec too: a report is cheap to redraw when they change
-                           inputs=lambda: [self.p('rows'), osp.dirname(__file__), self.p(SPEC_FILE)],
+                           # the report code and spec too: a report is cheap to redraw when they change
+                           inputs=lambda: [self.p('rows'), osp.dirname(reporting.__file__), self.p(SPEC_FILE)],
                            outputs=[self.p('report', 'report.md'), self.p('report', 'report.json')],
                            desc='report (Markdown, JSON, PNG)'))
         return items
@@ -284,7 +285,7 @@ class Study(ClassifierStages):
 
     def report(self) -> dict:
         """The report stage: the context, then the report from the work dir alone."""
-        from .report import make_report
+        from mmbus.reporting.report import make_report
         self.write_report_context()
         return make_report(self.work_dir)
 
@@ -330,3 +331,26 @@ def deadline_env(share: Optional[float]):
         now = time.time()
         return {DEADLINE_ENV: f'{now + float(share) * max(0.0, stop_at - now):.0f}'}
     return env
+
+
+def expected_rows(spec_file: Optional[str], schedule: Optional[str]) -> Optional[Dict[str, List[str]]]:
+    """Row names the study spec makes at ``schedule`` (``detectors``: one per detector on the internal test
+    split; ``stage2``: one per grid point, method and test set); None when the spec cannot be read."""
+    if not spec_file or not osp.isfile(spec_file):
+        return None
+    from mmengine.config import Config
+    try:
+        spec = Config.fromfile(spec_file)
+        if schedule:
+            spec.schedule = schedule
+        study = Study(spec, work_dir='.')
+    except Exception as e:  # a spec this checkout cannot read only costs the list of missing rows
+        print(f'collect_results: {spec_file}: cannot list the expected rows ({type(e).__name__}: {e})')
+        return None
+    dets = [f'{detector_key(n)}_internal' for n in study.detector_specs()]
+    tests = [t['name'] for t in spec.get('test_sets', [dict(name='internal')])]
+    runs = []
+    for point, methods in study.plan:
+        gid = grid_id(point) if study.multi else ''
+        runs += [f"{gid + '_' if gid else ''}{m}_{t}" for m in methods for t in tests]
+    return dict(detectors=dets, stage2=runs)

@@ -34,10 +34,10 @@ from functools import partial
 from typing import Callable, List, Optional, Sequence, Union
 
 from mmbus.engine import DEADLINE_MARKER  # written by DeadlineHook into a work dir whose run it stopped
+from mmbus.reporting.context import STATE_FILE
 from mmbus.utils.io import atomic_write_json
 from .processes import CHILDREN, ProgressWatcher, progress_of, run_command, tail  # noqa: F401 (re-exported)
 
-STATE_FILE = 'study_state.json'
 LOCK_FILE = '.study.lock'
 _HASH_LIMIT = 32 * 1024 * 1024
 

@@ -6,10 +6,10 @@ import numpy as np
 
 import pytest
 
-from mmbus.study.comparison import select_rows
-from mmbus.study.curves import convergence, read_curves
+from mmbus.reporting.comparison import select_rows
+from mmbus.reporting.curves import convergence, read_curves
 from mmbus.study.engine import grid_plan
-from mmbus.study.targets import check_targets
+from mmbus.reporting.targets import check_targets
 
 METHODS = ['mean_teacher', 'fixmatch', 'supervised_basic', 'supervised_all']
 
@@ -95,7 +95,7 @@ def test_subgroups_by_hand(tmp_path):
     """Two scanners; on scanner A the method ranks perfectly and the baseline does not."""
     from types import SimpleNamespace
 
-    from mmbus.study.comparison import subgroup_section
+    from mmbus.reporting.comparison import subgroup_section
     ann = tmp_path / 'annotations'
     ann.mkdir()
     images = [dict(id=i, device='A' if i < 4 else 'B') for i in range(8)]
@@ -120,7 +120,7 @@ def test_subgroups_by_hand(tmp_path):
 def test_report_context_reads_what_the_rows_name(tmp_path):
     """A row names its run's folder and monitored metrics: the report's curves come from there, without the
     smoothing hook's leading placeholders; paths of the folder the study ran in are read in this one."""
-    from mmbus.study.report import ReportContext
+    from mmbus.reporting.report import ReportContext
     _scalars(tmp_path / 'runs' / 'mt' / '20260101_000000' / 'vis_data' / 'scalars.json', [
         dict(loss=0.7, epoch=1, iter=20, step=20), {'diag/auc': 0.6, 'diag/auc_smooth': 0.0, 'step': 1},
         dict(loss=0.6, epoch=2, iter=40, step=40), {'diag/auc': 0.8, 'diag/auc_smooth': 0.7, 'step': 2}])

@@ -6,7 +6,7 @@ import mmengine
 import numpy as np
 import pytest
 
-from mmbus.study.diagnostics import brightness_rho, compute, labelled_crops, orientation_auc
+from mmbus.reporting.diagnostics import brightness_rho, compute, labelled_crops, orientation_auc
 
 
 def test_orientation_auc_by_hand(tmp_path):

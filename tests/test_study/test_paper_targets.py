@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from mmbus.study.engine import check_spec_keys
-from mmbus.study.targets import check_paper_targets, paper_targets_section
+from mmbus.reporting.targets import check_paper_targets, paper_targets_section
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TARGETS = dict(detector_iou=dict(internal=0.80, external=0.70), upper_auc=dict(internal=0.85), headroom=0.08,

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from mmbus.evaluation.binary_diagnostic_metric import delong_auc
-from mmbus.study.results import (fmt, fmt_mean_sd, load_predictions, load_rows, md_table, mean_std,
-                                 paired_delong, pick_metric, plain_metrics, write_row)
+from mmbus.reporting.results import (fmt, fmt_mean_sd, load_predictions, load_rows, md_table, mean_std,
+                                     paired_delong, pick_metric, plain_metrics, write_row)
 
 
 def test_paired_delong_by_hand():

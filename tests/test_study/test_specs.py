@@ -138,7 +138,7 @@ def test_toy_synthetic_crops_study_runs_and_reruns_nothing(tmp_path):
     _copy_report_inputs(work, copy)
     work.rename(tmp_path / 'moved')
     work = tmp_path / 'moved'
-    res = subprocess.run([sys.executable, '-m', 'mmbus.study.report', str(copy)], capture_output=True, text=True,
+    res = subprocess.run([sys.executable, '-m', 'mmbus.reporting.report', str(copy)], capture_output=True, text=True,
                          cwd=REPO)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     again = json.loads((copy / 'report' / 'report.json').read_text())
@@ -161,7 +161,7 @@ def test_toy_synthetic_crops_study_runs_and_reruns_nothing(tmp_path):
     # without its context (a study stopped before its first report) the report names what is missing and how
     # to write it; --report-only writes it from the spec, and the report follows
     (copy / 'report_context.json').unlink()
-    res = subprocess.run([sys.executable, '-m', 'mmbus.study.report', str(copy)], capture_output=True, text=True,
+    res = subprocess.run([sys.executable, '-m', 'mmbus.reporting.report', str(copy)], capture_output=True, text=True,
                          cwd=REPO)
     assert res.returncode != 0 and '--report-only' in res.stderr
     assert f'{copy} holds no report_context.json' in res.stderr

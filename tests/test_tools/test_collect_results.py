@@ -13,9 +13,9 @@ import pytest
 from mmengine.config import Config
 
 from mmbus.evaluation.binary_diagnostic_metric import delong_auc
-from mmbus.study.comparison import comparison_report
+from mmbus.reporting.comparison import comparison_report
 from mmbus.study.engine import Study
-from mmbus.study.gpu_results import curve_from_log, curve_from_scalars, detector_targets, two_stage_targets
+from mmbus.reporting.gpu_results import curve_from_log, curve_from_scalars, detector_targets, two_stage_targets
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.join(REPO, 'tools', 'gpu'))

@@ -20,9 +20,9 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmbus.study.curves import curve_from_scalars, validation_schedule  # noqa: E402
-from mmbus.study.gpu_stage1 import plot_detector_curve  # noqa: E402
-from mmbus.study.results import fmt, fmt_mean_sd, load_json, md_table  # noqa: E402
+from mmbus.reporting.curves import curve_from_scalars, validation_schedule  # noqa: E402
+from mmbus.reporting.gpu_stage1 import plot_detector_curve  # noqa: E402
+from mmbus.reporting.results import fmt, fmt_mean_sd, load_json, md_table  # noqa: E402
 from mmbus.utils.checkpoint import find_checkpoint  # noqa: E402
 from mmbus.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
 

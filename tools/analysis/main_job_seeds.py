@@ -13,8 +13,8 @@ import argparse
 import os.path as osp
 import sys
 
-from mmbus.study.results import fmt, fmt_mean_sd, is_num, load_json, md_table, mean_std, pick_metric
-from mmbus.study.targets import check_paper_targets, paper_targets_section
+from mmbus.reporting.results import fmt, fmt_mean_sd, is_num, load_json, md_table, mean_std, pick_metric
+from mmbus.reporting.targets import check_paper_targets, paper_targets_section
 from mmbus.utils.io import atomic_write_json, atomic_write_text
 
 

@@ -24,7 +24,8 @@ import tempfile
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 sys.path.insert(0, REPO)
 
-from mmbus.study.gpu_results import CollectError, collect, has_rows, unpack  # noqa: E402
+from mmbus.reporting.gpu_results import CollectError, collect, has_rows, unpack  # noqa: E402
+from mmbus.study.engine import expected_rows  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -77,7 +78,8 @@ def main(argv=None) -> int:
             if a.run_log and not osp.isfile(a.run_log):
                 raise CollectError(f'{a.run_log}: no such run log')
             s = collect(main_dir, smoke_dir, kit, a.out_dir, a.name, source, spec_file=spec, run_log=a.run_log,
-                        label=a.label, nvidia_smi=nvsmi, roots=roots)
+                        label=a.label, nvidia_smi=nvsmi, roots=roots,
+                        expected_rows=expected_rows)
     except CollectError as e:
         print(f'collect_results: error: {e}', file=sys.stderr)
         return 2

@@ -151,7 +151,7 @@ if [ "$main_rc" != 0 ] && [ -d "$work/main/rows" ] && [ ! -f "$work/main/report/
     left=$(( budget - $(elapsed) - 15 ))
     if [ "$left" -gt 5 ]; then
         say "building the report from the runs that finished"
-        timeout "$left" "$py" -m mmbus.study.report "$work/main" || say "the fallback report failed"
+        timeout "$left" "$py" -m mmbus.reporting.report "$work/main" || say "the fallback report failed"
     fi
 fi
 

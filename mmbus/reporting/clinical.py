@@ -27,7 +27,7 @@ def clinical_section(ctx, rows: List[dict], test_set: str, heading: str, prefix:
                      level: str = '') -> Tuple[dict, List[str]]:
     """Calibration and operating-point tables of the classifier rows of ``test_set`` (one line per run), and one
     reliability diagram per method (its first run in ``rows``). ``ctx``: the report's
-    :class:`~mmbus.study.report.ReportContext` (the methods' order, the files the rows name)."""
+    :class:`~mmbus.reporting.report.ReportContext` (the methods' order, the files the rows name)."""
     rows = [r for r in rows if r.get('kind') == 'classifier' and r.get('test_set') == test_set]
     rows = [r for r in rows if is_num(pick_metric(r['metrics'], 'temperature'))]
     if not rows:

@@ -11,7 +11,6 @@ import tarfile
 from typing import Dict, List, Optional
 
 from mmbus.utils.io import atomic_write
-from .methods import detector_key
 from .results import is_num, load_json
 
 #: what docs/results may hold for one study (JSON, Markdown and PNGs together)
@@ -59,32 +58,6 @@ def has_rows(work: Optional[str]) -> bool:
 def schedule_of(command: str) -> Optional[str]:
     m = re.search(r'--schedule\s+(\S+)', command or '')
     return m.group(1) if m else None
-
-
-# -- what the study should have produced --------------------------------------------------------------------
-def expected_rows(spec_file: Optional[str], schedule: Optional[str]) -> Optional[Dict[str, List[str]]]:
-    """Row names the study spec makes at ``schedule`` (``detectors``: one per detector on the internal test
-    split; ``stage2``: one per grid point, method and test set); None when the spec cannot be read."""
-    if not spec_file or not osp.isfile(spec_file):
-        return None
-    from mmengine.config import Config
-
-    from .engine import Study, grid_id
-    try:
-        spec = Config.fromfile(spec_file)
-        if schedule:
-            spec.schedule = schedule
-        study = Study(spec, work_dir='.')
-    except Exception as e:  # a spec this checkout cannot read only costs the list of missing rows
-        print(f'collect_results: {spec_file}: cannot list the expected rows ({type(e).__name__}: {e})')
-        return None
-    dets = [f'{detector_key(n)}_internal' for n in study.detector_specs()]
-    tests = [t['name'] for t in spec.get('test_sets', [dict(name='internal')])]
-    runs = []
-    for point, methods in study.plan:
-        gid = grid_id(point) if study.multi else ''
-        runs += [f"{gid + '_' if gid else ''}{m}_{t}" for m in methods for t in tests]
-    return dict(detectors=dets, stage2=runs)
 
 
 # -- stages, smoke pass, run log ------------------------------------------------------------------------------

@@ -13,11 +13,11 @@ import json
 import os
 import os.path as osp
 import shutil
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 from mmbus.utils.io import atomic_write, atomic_write_json, atomic_write_text, make_dirs
 from .curves import curve_from_log, curve_from_scalars  # noqa: F401 (re-exported)
-from .gpu_kit import (SIZE_LIMIT, CollectError, expected_rows, has_rows, last_finished,  # noqa: F401 (re-exported)
+from .gpu_kit import (SIZE_LIMIT, CollectError, has_rows, last_finished,  # noqa: F401 (re-exported)
                       original_work_dir, run_log_lines, schedule_of, scrubber, shrink_pngs, stage_groups,
                       stage_times, unfinished, unpack)
 from .gpu_stage1 import detector_targets, detectors_section
@@ -31,10 +31,13 @@ from .targets import verdict_word
 def collect(main: Optional[str], smoke: Optional[str], kit: Optional[dict], out_dir: str, name: str,
             source: str, spec_file: Optional[str] = None, run_log: Optional[str] = None,
             label: Optional[str] = None, nvidia_smi: Optional[str] = None,
-            roots: Optional[Dict[str, str]] = None) -> dict:
+            roots: Optional[Dict[str, str]] = None,
+            expected_rows: Optional[Callable[[str, Optional[str]], Optional[dict]]] = None) -> dict:
     """Write ``<out_dir>/<name>.json``, ``<name>.md`` and ``<name>/*.png`` from a main work dir (``main``; None
     when there is no main run: the smoke pass stands in) and the smoke pass's (``smoke``); returns the
-    summary (``no_main_run`` says whether the main run was missing)."""
+    summary (``no_main_run`` says whether the main run was missing). ``expected_rows(spec_file, schedule)``
+    lists the rows the spec makes (the study engine's :func:`mmbus.study.engine.expected_rows`; reports never
+    import the engine), so the missing ones are named."""
     given_kit, kit = kit, kit or {}
     no_main = not has_rows(main)
     work = smoke if no_main and has_rows(smoke) else main
@@ -49,7 +52,7 @@ def collect(main: Optional[str], smoke: Optional[str], kit: Optional[dict], out_
     # the spec as it ran (a work dir keeps a copy) beats the checkout's, which may have moved on since
     ran_spec = osp.join(work or '', 'study_spec.py')
     spec_file = ran_spec if work and osp.isfile(ran_spec) else spec_file
-    expected = expected_rows(spec_file, schedule) if work else None
+    expected = expected_rows(spec_file, schedule) if work and expected_rows and spec_file else None
     present = {osp.splitext(osp.basename(f))[0] for f in glob.glob(osp.join(work or '', 'rows', '*.json'))}
     missing = ({k: [r for r in v if r not in present] for k, v in expected.items()} if expected else None)
     # rows the spec does not name: the study ran another version of it, so its list of missing rows is not this

@@ -12,7 +12,7 @@ A report is a function of the work dir alone: the result rows (``rows/*.json``) 
 methods, test sets, image sets and report settings; see :mod:`.context`). So a finished work dir, or a copy
 of it, rebuilds its report without the study::
 
-    python -m mmbus.study.report WORK_DIR
+    python -m mmbus.reporting.report WORK_DIR
 """
 import argparse
 import os
@@ -29,10 +29,7 @@ from mmbus.utils.io import atomic_write_json, atomic_write_text
 from .methods import METHODS, title
 from .plots import detection_examples, plot_detections, plot_roc_panels
 from .results import fmt, fmt_pct_ci, is_num, load_json, load_rows, md_table, pathology_label, pick_metric
-from .configs import REPO_ROOT
-from .context import CONTEXT_FILE, SPEC_FILE, ReportContext  # noqa: F401 (re-exported)
-from .data import resolve_path
-from .stages import STATE_FILE
+from .context import CONTEXT_FILE, REPO_ROOT, SPEC_FILE, STATE_FILE, ReportContext, resolve_path  # noqa: F401
 
 
 def environment() -> Dict[str, str]:

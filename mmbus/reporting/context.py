@@ -1,19 +1,42 @@
-"""What a study report reads besides its result rows: ``report_context.json`` of the work dir.
+"""What a study report reads besides its result rows: ``report_context.json`` of the work dir, and the rest of
+the contract between the study engine (:mod:`mmbus.study`, which writes a work dir) and its reports (which read
+it, and never the engine): the work dir's file names, image sets and how a spec's paths resolve.
 
 A study writes the context when it starts in a work dir without one, and the study that draws a report writes it
-again (:meth:`~mmbus.study.engine.Study.write_report_context`): the study's name, schedule, data, methods in order,
+again (``Study.write_report_context`` in :mod:`mmbus.study.engine`): the study's name, schedule, data, methods in order,
 test sets, image sets, report settings and the folder it ran in. Reports read it through :class:`ReportContext`,
 with the rows and the files they name, and nothing else.
 """
 import os.path as osp
+from dataclasses import dataclass
 from typing import Dict, Optional
 
 from .curves import run_curves
-from .data import ImageSet
 from .results import load_json, load_predictions
 
+#: the checkout a spec's relative paths and the shipped configs and tools are found in
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONTEXT_FILE = 'report_context.json'
 SPEC_FILE = 'study_spec.py'
+#: the stages' keys, status, wall times and commands (:mod:`mmbus.study.stages`)
+STATE_FILE = 'study_state.json'
+
+
+def resolve_path(path: str, work_dir: str) -> str:
+    """A spec's path: ``{work_dir}`` filled in, a relative one under the checkout."""
+    path = str(path).replace('{work_dir}', work_dir)
+    return osp.abspath(path if osp.isabs(path) else osp.join(REPO_ROOT, path))
+
+
+@dataclass
+class ImageSet:
+    """Images of one hospital and the folder whose ``annotations/<split>.json`` describe them."""
+    images: str
+    ann_root: str
+    title: str
+
+    def ann(self, split: str) -> str:
+        return osp.join(self.ann_root, 'annotations', f'{split}.json')
 
 
 class ReportContext:
