@@ -3,9 +3,9 @@ the contract between the study engine (:mod:`mmbus.study`, which writes a work d
 it, and never the engine): the work dir's file names, image sets and how a spec's paths resolve.
 
 A study writes the context when it starts in a work dir without one, and the study that draws a report writes it
-again (``Study.write_report_context`` in :mod:`mmbus.study.engine`): the study's name, schedule, data, methods in order,
-test sets, image sets, report settings and the folder it ran in. Reports read it through :class:`ReportContext`,
-with the rows and the files they name, and nothing else.
+again (``Study.write_report_context`` in :mod:`mmbus.study.engine`): the study's name, schedule, data, methods in
+order, test sets, image sets, report settings and the folder it ran in. Reports read it through
+:class:`ReportContext`, with the rows and the files they name, and nothing else.
 """
 import os.path as osp
 from dataclasses import dataclass
@@ -41,8 +41,9 @@ class ImageSet:
 
 class ReportContext:
     """What a report reads besides the rows, all from the work dir: ``context`` is ``report_context.json``
-    (:meth:`Study.report_context`); ``report`` replaces its ``report`` settings. Paths the context holds under
-    the work dir the study ran in are read under ``work_dir``, so a moved or copied work dir still reports."""
+    (``mmbus.study.engine.Study.report_context``); ``report`` replaces its ``report`` settings. Paths the context
+    holds under the work dir the study ran in are read under ``work_dir``, so a moved or copied work dir still
+    reports."""
 
     def __init__(self, work_dir: str, context: dict, report: Optional[dict] = None):
         self.work_dir = osp.abspath(work_dir)
@@ -74,7 +75,8 @@ class ReportContext:
 
     @classmethod
     def of(cls, source) -> 'ReportContext':
-        """The context of a live :class:`Study` (what its report stage writes), else ``source`` itself."""
+        """The context of a live study (``mmbus.study.engine.Study``: what its report stage writes), else
+        ``source`` itself."""
         if not hasattr(source, 'report_context'):
             return source
         return cls(source.work_dir, source.report_context())

@@ -15,7 +15,9 @@ from .spec import find_values, metric_index, rebase_overrides
 from .stages import Stage
 
 #: the validation split as a test set: where each run's calibration is fitted
-VAL_TEST = dict(name='val', crops=None, split='val', title='validation crops')
+#: the validation predictions a run's calibration is fitted on (a name of its own: a spec's test set may be
+#: called ``val`` and is then scored like any test, with the calibration)
+VAL_TEST = dict(name='calibration_val', crops=None, split='val', title='validation crops')
 
 
 def best(work_dir: str) -> str:
@@ -103,6 +105,7 @@ class ClassifierStages:
             name = f"row_{run['id']}" if train else f"row_{run['id']}_" + '_'.join(t['name'] for t in tests)
             chain.append(Stage(name, func=lambda: self.write_rows(run, tests),
                                inputs=[osp.join(wd, f"test_{t['name']}", 'metrics.json') for t in tests],
+                               params=dict(extras=list(self.spec.get('extras', []))),
                                outputs=[self.p('rows', f"{run['id']}_{t['name']}.json") for t in tests],
                                desc='result rows'))
         return chain
@@ -124,7 +127,8 @@ class ClassifierStages:
             Stage(f"val_{run['id']}",
                   lambda: py(tool('tools/test.py'), self.classifier_config(run, val), best(wd), '--work-dir', base,
                              '--out', base + '/predictions.pkl'),
-                  inputs=lambda: [self.p('configs', f"{run['id']}_test_val.py"), best(wd), osp.join(root, 'val.json')],
+                  inputs=lambda: [self.p('configs', f"{run['id']}_test_{VAL_TEST['name']}.py"), best(wd),
+                                  osp.join(root, 'val.json')],
                   outputs=[base + '/predictions.pkl'], desc='validation predictions (for the calibration)'),
             Stage(f"calibrate_{run['id']}",
                   # misses scored by the rule the run's tests use, so the thresholds fit what they are applied to
@@ -221,7 +225,9 @@ class ClassifierStages:
             card.update(dict(opts.get('card', {})) if isinstance(opts, dict) else {})
             atomic_write_json(card, info, indent=1)
 
+        opts = self.spec.get('export_bundle')
         return [Stage('bundle_card_info', func=card_info, inputs=[metrics], outputs=[info],
+                      params=dict(card=dict(opts.get('card', {})) if isinstance(opts, dict) else {}),
                       desc='model card facts from the study'),
                 Stage('export_bundle',
                       lambda: py(tool('tools/export_bundle.py'), self.p('configs', f"{run['id']}.py"), best(run['dir']),

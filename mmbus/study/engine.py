@@ -1,4 +1,5 @@
-"""The study engine: a study spec (``configs/studies/*.py``) -> stages -> result rows -> report.
+"""The study engine: a study spec (``configs/studies/*.py``) -> stages -> result rows -> report (drawn by
+:mod:`mmbus.reporting` from the work dir alone).
 
 A spec names the data, the detector (optional), the crop sets, the stage-2 methods (shipped configs plus
 dotted-key overrides), a grid (``seed``, ``labelled_share`` or any config key), the test sets, the
@@ -18,11 +19,10 @@ from mmbus.reporting.context import CONTEXT_FILE, SPEC_FILE
 from mmbus.reporting.methods import DETECTOR, detector_key, method_info
 from mmbus.reporting.results import load_json, write_row
 from mmbus.utils.io import atomic_write, atomic_write_json
-from .classifiers import ClassifierStages, best
+from .classifiers import VAL_TEST, ClassifierStages, best
 from .configs import REPO_ROOT, SCHEDULES, derive_config, shipped_config
-from .data import DataLayout, crop_stage, image_data, py, resolve_path, synthetic_crops_stage, tool
-from .spec import (DATA_KEYS, SPEC_KEYS, TOY_KEYS, check_grid_keys, check_spec_keys, find_values,  # noqa: F401
-                   grid_id, grid_plan, grid_points, metric_index, rebase_overrides, with_toy_data)
+from .data import SPLITS, DataLayout, crop_stage, image_data, py, resolve_path, synthetic_crops_stage, tool
+from .spec import check_grid_keys, check_spec_keys, find_values, grid_id, grid_plan, rebase_overrides, with_toy_data
 from .stages import Parallel, Stage, StageRunner, summary_line
 from .subsets import load_crops, write_share_datasets
 
@@ -56,6 +56,7 @@ class Study(ClassifierStages):
         self.multi = len(self.plan) > 1
         self.layout = DataLayout()
         self.runs: List[dict] = []
+        self._crop_seeds: set = set()
         self._runner: Optional[StageRunner] = None
 
     def p(self, *parts) -> str:
@@ -167,14 +168,19 @@ class Study(ClassifierStages):
 
     def test_sets(self) -> List[dict]:
         sets = [dict(t) for t in self.spec.get('test_sets', [dict(name='internal', crops='main', split='test')])]
+        if any(t.get('name') == VAL_TEST['name'] for t in sets):
+            raise ValueError(f"test_sets: the name {VAL_TEST['name']!r} is the study's own (the validation "
+                             'predictions each calibration is fitted on); choose another')
         return [t for t in sets if t.get('needs', 'internal') in self.layout.sets
                 or self.data['type'] in ('synthetic_crops', 'crops')]
 
     def grid_stages(self, point: dict, gid: str) -> List[Stage]:
         """What a grid point needs before its runs: its generated crops, its labelled / unlabelled subsets."""
         st = []
-        if self.data['type'] == 'synthetic_crops':
-            st.append(synthetic_crops_stage(self.data, point.get('seed', 0), self.crop_root('main', point)))
+        seed = point.get('seed', 0)
+        if self.data['type'] == 'synthetic_crops' and seed not in self._crop_seeds:  # one crop set per seed
+            self._crop_seeds.add(seed)
+            st.append(synthetic_crops_stage(self.data, seed, self.crop_root('main', point)))
         if 'labelled_share' in point:
             pool = self.crop_root(self.train_crops, point)
             out = self.p('subsets', gid)
@@ -185,6 +191,7 @@ class Study(ClassifierStages):
                 print(write_share_datasets(records, share, out, seed))
 
             st.append(Stage(f'subset_{gid}', func=make, inputs=files,
+                            params=dict(labelled_share=point['labelled_share'], seed=point.get('seed', 0)),
                             outputs=[osp.join(out, 'labelled.json'), osp.join(out, 'unlabelled.json')],
                             desc=f"labelled share {point['labelled_share']:.0%}"))
         return st
@@ -216,13 +223,14 @@ class Study(ClassifierStages):
                     name, crops, self.layout, self.p('crops', name),
                     det_cfg=lambda s=detector_key(which): self.p('configs', f'{s}.py'),
                     det_ckpt=lambda w=which: self.det_ckpt(w), device=self.device)
-        elif self.data['type'] == 'crops':  # prepared crops: a missing split fails now, not in a tool
+        if self.data['type'] in ('coco', 'crops'):  # given ready: a missing split fails now, not in a tool
             root = resolve_path(self.data.get('root', ''), self.work_dir)
-            missing = [s for s in ('basic_train', 'extended_train', 'val', 'test')
-                       if not osp.isfile(osp.join(root, f'{s}.json'))]
+            folder = osp.join(root, 'annotations') if self.data['type'] == 'coco' else root
+            missing = [f'{x}.json' for x in SPLITS if not osp.isfile(osp.join(folder, f'{x}.json'))]
             if missing:
-                raise FileNotFoundError(f"data.type='crops': {root} lacks {', '.join(m + '.json' for m in missing)} "
-                                        '(a tools/extract_crops.py output folder is expected)')
+                raise FileNotFoundError(f"data.type={self.data['type']!r}: {folder} lacks {', '.join(missing)} ("
+                                        + ("the converter's output" if self.data['type'] == 'coco' else
+                                           'a tools/extract_crops.py output folder') + ' is expected)')
         # a detector started from another one trains after it, in the same chain
         det_chains: Dict[str, List[Stage]] = {}
         for name, d in dets.items():
@@ -260,11 +268,23 @@ class Study(ClassifierStages):
         if self.spec.get('export_bundle') and self.calibrate and teacher:
             items += self.bundle_stages()
         items.append(Stage('report', func=self.report,
-                           # the report code and spec too: a report is cheap to redraw when they change
-                           inputs=lambda: [self.p('rows'), osp.dirname(reporting.__file__), self.p(SPEC_FILE)],
+                           # the code that writes its context and draws it, and the spec, too: a report is
+                           # cheap to redraw when they change
+                           inputs=lambda: [self.p('rows'), osp.dirname(__file__), osp.dirname(reporting.__file__),
+                                           self.p(SPEC_FILE)],
                            outputs=[self.p('report', 'report.md'), self.p('report', 'report.json')],
                            desc='report (Markdown, JSON, PNG)'))
         return items
+
+    def row_names(self) -> Dict[str, List[str]]:
+        """The rows the study makes (``detectors``: one per detector on the internal test split; ``stage2``: one
+        per grid point, method and test set), from the spec alone."""
+        if self.data['type'] in ('synthetic_hospitals', 'dataset', 'coco'):  # its image sets decide its test sets
+            self.layout = image_data(self.data, self.work_dir)
+        tests = [t['name'] for t in self.test_sets()]
+        return dict(detectors=[f'{detector_key(n)}_internal' for n in self.detector_specs()],
+                    stage2=[f"{grid_id(p) + '_' if self.multi else ''}{m}_{t}"
+                            for p, ms in self.plan for m in ms for t in tests])
 
     def report_context(self) -> dict:
         """What a report needs besides the rows and the files they name, as the built stages know it
@@ -277,10 +297,7 @@ class Study(ClassifierStages):
                     train_crops=self.train_crops,
                     export_teacher=bool(self.spec.get('export_teacher')), report=self.spec.get('report', {}))
 
-    def write_report_context(self) -> None:
-        """``report_context.json``: written when a study starts in a work dir without one, and again by the study
-        that draws the report (a later invocation that stops before its report leaves it alone); read by every
-        report of the work dir. Needs :meth:`build`."""
+    def write_report_context(self) -> None:  # see mmbus.reporting.context for when (after build())
         atomic_write_json(self.report_context(), self.p(CONTEXT_FILE), indent=1, default=str)
 
     def report(self) -> dict:
@@ -289,9 +306,7 @@ class Study(ClassifierStages):
         self.write_report_context()
         return make_report(self.work_dir)
 
-    def _record_start(self) -> None:
-        """The spec as it runs, and the report context where there is none yet (a study stopped before its
-        report still reports what finished)."""
+    def _record_start(self) -> None:  # a study stopped before its report still reports what finished
         atomic_write(self.p(SPEC_FILE), self.spec.dump)
         if not osp.isfile(self.p(CONTEXT_FILE)):
             self.write_report_context()
@@ -331,26 +346,3 @@ def deadline_env(share: Optional[float]):
         now = time.time()
         return {DEADLINE_ENV: f'{now + float(share) * max(0.0, stop_at - now):.0f}'}
     return env
-
-
-def expected_rows(spec_file: Optional[str], schedule: Optional[str]) -> Optional[Dict[str, List[str]]]:
-    """Row names the study spec makes at ``schedule`` (``detectors``: one per detector on the internal test
-    split; ``stage2``: one per grid point, method and test set); None when the spec cannot be read."""
-    if not spec_file or not osp.isfile(spec_file):
-        return None
-    from mmengine.config import Config
-    try:
-        spec = Config.fromfile(spec_file)
-        if schedule:
-            spec.schedule = schedule
-        study = Study(spec, work_dir='.')
-    except Exception as e:  # a spec this checkout cannot read only costs the list of missing rows
-        print(f'collect_results: {spec_file}: cannot list the expected rows ({type(e).__name__}: {e})')
-        return None
-    dets = [f'{detector_key(n)}_internal' for n in study.detector_specs()]
-    tests = [t['name'] for t in spec.get('test_sets', [dict(name='internal')])]
-    runs = []
-    for point, methods in study.plan:
-        gid = grid_id(point) if study.multi else ''
-        runs += [f"{gid + '_' if gid else ''}{m}_{t}" for m in methods for t in tests]
-    return dict(detectors=dets, stage2=runs)

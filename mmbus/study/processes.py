@@ -21,6 +21,29 @@ def _set_pdeathsig():  # runs in the child between fork and exec
         pass
 
 
+def terminate_groups(pgids: Sequence[int], grace: float = 5.0, proc: Optional[subprocess.Popen] = None) -> None:
+    """SIGTERM to each process group, up to ``grace`` seconds for them to go, then SIGKILL to what is left.
+    ``proc``, the leader of one of them started here, is reaped while waiting (an unreaped leader would keep
+    its group alive as a zombie until the grace ran out)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for g in pgids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(g, sig)
+        deadline = time.time() + grace
+        while sig == signal.SIGTERM and time.time() < deadline and any(_alive(g, proc) for g in pgids):
+            time.sleep(0.1)
+    if proc is not None:
+        proc.wait()
+
+
+def _alive(pgid: int, proc: Optional[subprocess.Popen] = None) -> bool:
+    if proc is not None and proc.pid == pgid and proc.poll() is None:
+        return True
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        return os.killpg(pgid, 0) is None  # signal 0: only whether the group exists
+    return False
+
+
 class _Children:
     """Process groups of the running tools, terminated together on interruption."""
 
@@ -30,19 +53,7 @@ class _Children:
     def terminate_all(self, grace: float = 5.0) -> None:
         with self.lock:
             pgids = list(self.pgids)
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            for g in pgids:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(g, sig)
-            deadline = time.time() + grace
-            while sig == signal.SIGTERM and time.time() < deadline and any(_alive(g) for g in pgids):
-                time.sleep(0.1)
-
-
-def _alive(pgid: int) -> bool:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        return os.killpg(pgid, 0) is None  # signal 0: only whether the group exists
-    return False
+        terminate_groups(pgids, grace)
 
 
 CHILDREN = _Children()
@@ -63,22 +74,11 @@ def run_command(cmd: Sequence[str], log: str, cwd: Optional[str] = None, env: Op
         try:
             return proc.wait()
         except BaseException:  # interrupted (KeyboardInterrupt, SystemExit from SIGTERM): the tool goes too
-            _terminate_group(proc)
+            terminate_groups([proc.pid], proc=proc)
             raise
         finally:
             with CHILDREN.lock:
                 CHILDREN.pgids.discard(proc.pid)
-
-
-def _terminate_group(proc, grace: float = 5.0) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def tail(path: str, n: int = 40) -> str:

@@ -3,11 +3,12 @@ refused with the nearest known key), the grid of a spec as (point, methods), and
 that point a shipped config at the study's data (applied by :func:`.configs.derive_config`)."""
 import difflib
 import itertools
+import json
 import os.path as osp
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
+from mmbus.reporting.methods import method_info
 from .configs import has_key, shipped_config
-from .methods import method_info
 
 #: top-level keys of a spec; names starting with ``_`` are the spec file's helper variables, not keys
 SPEC_KEYS = ('name', 'work_dir', 'schedule', 'data', 'detector', 'detectors', 'crops', 'train_crops', 'methods',
@@ -59,7 +60,7 @@ def check_spec_keys(spec) -> None:
     _check('toy key', toy, TOY_KEYS)
     report = spec.get('report') or {}
     if report.get('targets'):
-        from .targets import TARGET_KEYS
+        from mmbus.reporting.targets import TARGET_KEYS
         known = TARGET_KEYS.get(report.get('type', 'paper'), ())
         for k in report['targets']:
             if k not in known:
@@ -114,7 +115,9 @@ def grid_points(grid: dict) -> List[dict]:
 def grid_plan(grid, methods: Sequence[str]) -> List[Tuple[dict, List[str]]]:
     """(point, methods) of a spec's ``grid``: one dict crossed into points, or a list of such dicts (the union
     of their points, e.g. three seeds at one labelled share plus a learning curve at one seed), each of which
-    may name the ``methods`` its points run (default: all). A point in several entries runs the union."""
+    may name the ``methods`` its points run (default: all). A point in several entries (its keys in any order)
+    runs the union. Two different points whose :func:`grid_id` (their folder and row names) would be the same
+    are an error."""
     entries = [grid] if isinstance(grid, dict) or not grid else list(grid)
     plan: Dict[str, Tuple[dict, List[str]]] = {}
     for entry in entries:
@@ -124,13 +127,19 @@ def grid_plan(grid, methods: Sequence[str]) -> List[Tuple[dict, List[str]]]:
         if unknown:
             raise ValueError(f'grid entry {entry}: methods {unknown} are not among the study\'s {list(methods)}')
         for point in grid_points(entry):
-            key = grid_id(point)
+            key = json.dumps(point, sort_keys=True, default=repr)  # the point, whatever its keys' order
             if key in plan:
                 plan[key][1].extend(m for m in only if m not in plan[key][1])
             else:
-                plan[key] = (point, only)
+                plan[key] = (point, list(only))  # its own list: a later entry may add to this point only
+    ids: Dict[str, dict] = {}
     for point, ms in plan.values():
         ms.sort(key=list(methods).index)
+        other = ids.setdefault(grid_id(point), point)
+        if other is not point:
+            raise ValueError(f'grid points {other} and {point} would share the name {grid_id(point)!r}, which '
+                             'names their runs, subsets and rows (grid keys that end in the same word cannot be '
+                             'told apart)')
     return list(plan.values()) or [({}, list(methods))]
 
 
@@ -139,7 +148,9 @@ def grid_id(point: dict) -> str:
     parts = []
     for k, v in point.items():
         name = short.get(k, k.split('.')[-1])
-        parts.append(f'{name}{v:.2f}' if isinstance(v, float) else f'{name}{v}')
+        # two decimals where they say the value exactly (0.05, 0.10), else the shortest exact form (0.125)
+        parts.append(f'{name}{v:.2f}' if isinstance(v, float) and float(f'{v:.2f}') == v
+                     else f'{name}{v!r}' if isinstance(v, float) else f'{name}{v}')
     return '_'.join(parts)
 
 

@@ -75,6 +75,8 @@ class Stage:
     must exist after success; ``work_dir`` marks a training stage (resume source, cleared on a new key).
     ``env`` (a callable returning variables, called when the stage starts) adds to the tool's environment
     without entering the key: values that differ from run to run, such as a deadline, do not void a resume.
+    ``params`` (JSON values) enter the key: what a ``func`` stage depends on besides its input files (its
+    arguments), so that changing them reruns it.
     """
     name: str
     cmd: Union[None, Sequence[str], Callable[[], Sequence[str]]] = None
@@ -84,6 +86,7 @@ class Stage:
     func: Optional[Callable[[], None]] = None
     desc: str = ''
     env: Optional[Callable[[], dict]] = None
+    params: Optional[dict] = None
 
     def resolve(self) -> None:
         if callable(self.cmd):
@@ -94,6 +97,8 @@ class Stage:
     def key(self) -> str:
         self.resolve()
         h = hashlib.sha256(json.dumps(list(self.cmd) if self.cmd else self.name).encode())
+        if self.params:  # absent: the key of a stage without params stays what it was
+            h.update(json.dumps(self.params, sort_keys=True, default=str).encode())
         for p in self.inputs:
             h.update(f'{p}={fingerprint(p)}\n'.encode())
         return h.hexdigest()

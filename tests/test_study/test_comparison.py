@@ -8,7 +8,7 @@ import pytest
 
 from mmbus.reporting.comparison import select_rows
 from mmbus.reporting.curves import convergence, read_curves
-from mmbus.study.engine import grid_plan
+from mmbus.study.spec import grid_plan
 from mmbus.reporting.targets import check_targets
 
 METHODS = ['mean_teacher', 'fixmatch', 'supervised_basic', 'supervised_all']
@@ -22,6 +22,12 @@ def test_grid_plan_union_with_methods_per_entry():
                                     dict(labelled_share=0.3, seed=0)]
     assert plan[0][1] == METHODS  # in both entries: the union, in the study's order
     assert plan[2][1] == ['mean_teacher', 'supervised_basic']
+    # a later entry adds a method to one point of an earlier entry, not to its other points (a learning curve
+    # of two methods with the ceiling run once beside its first share)
+    plan = grid_plan([dict(labelled_share=[0.05, 0.1, 0.3], methods=['mean_teacher', 'supervised_basic']),
+                      dict(labelled_share=[0.05], methods=['supervised_all'])], METHODS)
+    assert [ms for _, ms in plan] == [['mean_teacher', 'supervised_basic', 'supervised_all'],
+                                      ['mean_teacher', 'supervised_basic'], ['mean_teacher', 'supervised_basic']]
     assert grid_plan(dict(seed=[3]), METHODS) == [(dict(seed=3), METHODS)]
     assert grid_plan({}, METHODS) == [({}, METHODS)]
     with pytest.raises(ValueError, match="methods \\['fixmatch_x'\\] are not among"):

@@ -3,7 +3,7 @@ import pytest
 from mmengine.config import Config
 
 from mmbus.study.configs import derive_config, has_key, shipped_config
-from mmbus.study.engine import find_values, grid_id, grid_points, metric_index, rebase_overrides
+from mmbus.study.spec import find_values, grid_id, grid_points, metric_index, rebase_overrides
 
 
 def test_shipped_config_per_schedule():

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from mmbus.study.engine import check_spec_keys
+from mmbus.study.spec import check_spec_keys
 from mmbus.reporting.targets import check_paper_targets, paper_targets_section
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

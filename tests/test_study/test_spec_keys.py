@@ -7,7 +7,8 @@ import re
 import pytest
 from mmengine.config import Config
 
-from mmbus.study.engine import DATA_KEYS, SPEC_KEYS, TOY_KEYS, Study
+from mmbus.study.engine import Study
+from mmbus.study.spec import DATA_KEYS, SPEC_KEYS, TOY_KEYS
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SPECS = sorted(glob.glob(osp.join(REPO, 'configs', 'studies', '*.py')))

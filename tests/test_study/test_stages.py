@@ -257,3 +257,44 @@ def test_keep_going_counts_a_blocked_stage_as_a_failure(tmp_path):
     ok = Stage('ok', func=lambda: None)
     with pytest.raises(StageFailed, match='needs blocked'):
         _run([blocked, ok], work, keep_going=True)
+
+
+MEMBER = r"""
+import signal, subprocess, sys, time
+# a member of the leader's process group that ignores SIGTERM (a data-loader worker stuck in a system call)
+code = ('import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); '
+        f'open({sys.argv[1]!r}, "w").write(str(os.getpid())); time.sleep(60)')
+subprocess.Popen([sys.executable, '-c', code])
+time.sleep(60)
+"""
+
+
+def test_terminate_groups_takes_the_whole_group_and_reaps_its_leader(tmp_path):
+    from mmbus.study.processes import terminate_groups
+    pid_file = tmp_path / 'member.pid'
+    leader = subprocess.Popen([sys.executable, '-c', MEMBER, str(pid_file)], start_new_session=True)
+    for _ in range(200):
+        if pid_file.exists() and pid_file.read_text():
+            break
+        time.sleep(0.05)
+    member = int(pid_file.read_text())
+    t0 = time.time()
+    terminate_groups([leader.pid], grace=1.0, proc=leader)
+    # the leader went at SIGTERM and is reaped; the member held the group until SIGKILL after the grace
+    assert leader.returncode == -signal.SIGTERM
+    assert 1.0 <= time.time() - t0 < 4.0
+    for _ in range(100):
+        try:  # gone, or a zombie waiting for whoever adopted it to reap it
+            if open(f'/proc/{member}/stat').read().rsplit(')', 1)[1].split()[0] == 'Z':
+                break
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail('a member of the group outlived the grace')
+
+    # a group whose leader goes at once (nothing else in it): no wait for the grace
+    quick = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True)
+    t0 = time.time()
+    terminate_groups([quick.pid], grace=5.0, proc=quick)
+    assert quick.returncode == -signal.SIGTERM and time.time() - t0 < 2.0
