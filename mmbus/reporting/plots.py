@@ -49,33 +49,60 @@ def plot_roc_panels(panels: Dict[str, Dict[str, tuple]], path: str) -> str:
     return save_fig(fig, path)
 
 
+def metric_series(rows: Sequence[dict], x_key: str, metric: str = 'auc') -> Dict[str, dict]:
+    """Per method, what :func:`plot_metric_by` draws: ``xs``, ``ys`` and the error bar's ``lo`` / ``hi``. One row
+    per x: its value and 95 % CI. Several rows at an x (draws): their mean and mean -/+ sd (``draws``: how many
+    at each x). A method at one x while others span several (supervised-all in a learning curve): ``level``."""
+    xs_all = {r['grid'][x_key] for r in rows}
+    out: Dict[str, dict] = {}
+    for method in dict.fromkeys(r['method'] for r in rows):
+        by_x: Dict[float, list] = {}
+        for r in rows:
+            m = r['metrics']
+            if r['method'] == method and is_num(m.get(metric)):
+                ci = (m.get(f'{metric}_ci_low'), m.get(f'{metric}_ci_high'))
+                by_x.setdefault(r['grid'][x_key], []).append((m[metric], *ci))
+        if not by_x:
+            continue
+        several = any(len(v) > 1 for v in by_x.values())
+        s = dict(xs=sorted(by_x), ys=[], lo=[], hi=[], draws=[len(by_x[x]) for x in sorted(by_x)],
+                 level=len(by_x) == 1 and len(xs_all) > 1, mean_sd=several)
+        for x in s['xs']:
+            vals = [v[0] for v in by_x[x]]
+            y = float(np.mean(vals))
+            if several:
+                sd = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+                lo, hi = y - sd, y + sd
+            else:
+                lo, hi = by_x[x][0][1], by_x[x][0][2]
+            s['ys'].append(y)
+            s['lo'].append(lo if is_num(lo) else y)
+            s['hi'].append(hi if is_num(hi) else y)
+        out[method] = s
+    return out
+
+
 def plot_metric_by(rows: Sequence[dict], x_key: str, path: str, xlabel: str, title_text: str,
                    metric: str = 'auc', percent_x: bool = False) -> str:
-    """``metric`` (with its CI) against a grid value, one line per method (learning curves, seeds)."""
+    """``metric`` against a grid value, one line per method (learning curves, seeds): the value with its 95 %
+    CI, or the mean +- sd where several draws share an x (:func:`metric_series`)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
-    methods = list(dict.fromkeys(r['method'] for r in rows))
-    xs = {r['grid'][x_key] for r in rows}
-    for j, method in enumerate(methods):
-        pts = sorted((r['grid'][x_key], r['metrics'].get(metric), r['metrics'].get(f'{metric}_ci_low'),
-                      r['metrics'].get(f'{metric}_ci_high')) for r in rows
-                     if r['method'] == method and is_num(r['metrics'].get(metric)))
-        if not pts:
+    series = metric_series(rows, x_key, metric)
+    for j, (method, s) in enumerate(series.items()):
+        what = f' (mean ± sd of {max(s["draws"])})' if s['mean_sd'] else ''
+        if s['level']:  # independent of x: a level across the plot
+            ax.axhline(s['ys'][0], ls='--', color=f'C{j}',
+                       label=f'{title(method)}: {s["ys"][0]:.3f}{what} (same at every x)')
+            ax.axhspan(s['lo'][0], s['hi'][0], color=f'C{j}', alpha=0.08)
             continue
-        if len(pts) == 1 and len(xs) > 1:  # independent of x (supervised-all in a learning curve): a level
-            p = pts[0]
-            ax.axhline(p[1], ls='--', color=f'C{j}', label=f'{title(method)}: {p[1]:.3f} (same at every x)')
-            if is_num(p[2]) and is_num(p[3]):
-                ax.axhspan(p[2], p[3], color=f'C{j}', alpha=0.08)
-            continue
-        off = (j - (len(methods) - 1) / 2) * (0.0 if percent_x else 0.08)
-        x = [(100 * p[0] if percent_x else p[0] + off) for p in pts]
-        y = [p[1] for p in pts]
-        err = np.array([[p[1] - p[2] if is_num(p[2]) else 0 for p in pts],
-                        [p[3] - p[1] if is_num(p[3]) else 0 for p in pts]])
-        ax.errorbar(x, y, yerr=err, marker='o', capsize=3, label=title(method))
+        off = (j - (len(series) - 1) / 2) * (0.0 if percent_x else 0.08)
+        x = [(100 * v if percent_x else v + off) for v in s['xs']]
+        err = np.array([[y - lo for y, lo in zip(s['ys'], s['lo'])], [hi - y for y, hi in zip(s['ys'], s['hi'])]])
+        ax.errorbar(x, s['ys'], yerr=err, marker='o', capsize=3, label=title(method) + what)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(f'test {metric.upper()} (95% CI)')
+    ax.set_ylabel(f'test {metric.upper()}' + (' (mean ± sd over draws)' if any(s['mean_sd'] for s in series.values())
+                                              else ' (95% CI)'))
     ax.set_title(title_text, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -40,14 +40,15 @@ class ClassifierStages:
         ov = rebase_overrides(base, self.crop_root(self.train_crops, point))
         if 'labelled_share' in point:
             sub = self.p('subsets', run['gid'] or 'all')
-            for k, v in find_values(base, lambda k, v: k == 'ann_file', ['train_dataloader']).items():
-                if v == 'basic_train.json':
-                    ov[k] = osp.join(sub, 'labelled.json')
-                elif v == 'extended_train.json':
-                    ov[k] = osp.join(sub, 'unlabelled.json')
-        # a grid seed seeds its runs; without one, the study's seed (data.seed) does
-        ov['randomness.seed'] = point.get('seed', self.data.get('seed', 0))
+            files = find_values(base, lambda k, v: k == 'ann_file', ['train_dataloader'])
+            swap = {'basic_train.json': 'labelled.json', 'extended_train.json': 'unlabelled.json'}
+            if not set(files.values()) & set(swap):  # the share would be ignored: refuse
+                raise ValueError(f'{src}: labelled_share needs a training ann_file basic_train.json or '
+                                 f'extended_train.json to replace with its subsets; it has {sorted(files.values())}')
+            ov.update({k: osp.join(sub, swap[v]) for k, v in files.items() if v in swap})
+        ov['randomness.seed'] = self.data.get('seed', 0)  # the study's seed, a method's own, a grid seed: the last wins
         ov.update(self.methods[m].get('overrides', {}))
+        ov.update({'randomness.seed': point['seed']} if 'seed' in point else {})
         ov.update({k: v for k, v in point.items() if k not in ('seed', 'labelled_share')})
         # toy settings change what a method's config has (rampup_iters exists only in the mean teacher)
         ov.update({k: v for k, v in self.toy.get('classifier', {}).items() if has_key(base, k)})

@@ -1,22 +1,6 @@
-"""Data stages of a study: where the images, the COCO splits and the crops come from.
-
-``data.type`` in a study spec:
-
-* ``synthetic_hospitals``: two generated hospitals (B: another scanner style, used whole as the external
-  test set), converted to COCO and split by the paper's protocol; annotations beside the images.
-* ``dataset``: a folder in one of the converter's formats (``busi``, ``busbra``, ``generic``), optionally
-  an external test dataset beside it; annotations are written into the work dir (the dataset folder may be
-  read-only). ``where`` / ``where_not`` (``{key: regex}``) keep only some images; ``external_where`` holds
-  images of the same dataset out as the external test set (e.g. ``{'device': 'Toshiba|U-Systems'}`` with
-  ``where_not`` the same: a scanner never seen in training).
-* ``coco``: a dataset converted and split already (``root`` holds the images and
-  ``annotations/{basic_train,extended_train,val,test}.json`` with file names relative to it: the converter's
-  output, or its compact copy made by ``tools/gpu/compact_coco.py`` for a GPU machine); nothing is converted.
-* ``synthetic_crops``: generated nodule crops for stage 2 only (one crop set per grid seed).
-* ``crops``: a prepared crops folder (``tools/extract_crops.py`` output, e.g. a compact letterboxed copy made
-  by ``tools/analysis/letterbox_crops.py`` for a GPU machine) for stage 2 only; ``root`` is that folder and
-  every crop set of the spec reads it.
-"""
+"""Data stages of a study: where the images, the COCO splits and the crops come from, for each ``data.type`` of
+a spec (``synthetic_hospitals``, ``dataset``, ``coco``, ``synthetic_crops``, ``crops``: what each reads is
+documented once, in ``configs/studies/README.md``)."""
 import os.path as osp
 import sys
 from dataclasses import dataclass, field

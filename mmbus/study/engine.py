@@ -35,6 +35,9 @@ class Study(ClassifierStages):
         self.spec, self.force, self.jobs, self.device, self.keep_going = spec, list(force), jobs, device, keep_going
         # operating points and calibration fitted on each run's validation predictions (the clinician's view)
         self.calibrate = bool(spec.get('calibrate', True))
+        if spec.get('export_bundle') and not self.calibrate:
+            raise ValueError('export_bundle needs calibrate=True: the bundle carries the calibration fitted on '
+                             'validation')
         self.schedule = spec.get('schedule', 'cpu-quick')
         if self.schedule not in SCHEDULES:
             raise ValueError(f'unknown schedule {self.schedule!r}; choose from {sorted(SCHEDULES)}')
@@ -265,7 +268,7 @@ class Study(ClassifierStages):
         teacher = any(r['method'] == 'mean_teacher' for r in self.runs)
         if self.spec.get('export_teacher') and teacher:
             items.append(self.export_stage())
-        if self.spec.get('export_bundle') and self.calibrate and teacher:
+        if self.spec.get('export_bundle') and teacher:
             items += self.bundle_stages()
         items.append(Stage('report', func=self.report,
                            # the code that writes its context and draws it, and the spec, too: a report is

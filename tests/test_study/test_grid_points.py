@@ -6,6 +6,7 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 
+from mmbus.study.configs import derive_config
 from mmbus.study.engine import Study
 from mmbus.study.spec import grid_id, grid_plan
 from mmbus.study.stages import Stage, stage_names
@@ -96,3 +97,38 @@ def test_row_names_follow_the_test_sets_the_study_has(tmp_path):
     rows = Study(spec, str(tmp_path / 'work')).row_names()
     assert sorted(rows['stage2']) == sorted(f'{m}_{t}' for m in ('mean_teacher', 'supervised_basic', 'supervised_all')
                                             for t in ('internal', 'external'))
+
+
+def test_the_grid_seed_seeds_the_run_over_a_method_override(tmp_path):
+    spec = _spec('busbra_stage2', **{'data.root': str(tmp_path / 'data')})
+    spec.methods = dict(mean_teacher=dict(overrides={'randomness.seed': 7}), supervised_basic=None)
+    spec.grid = dict(labelled_share=[0.05], seed=[3])
+    study = Study(spec, str(tmp_path / 'work'))
+    study.build()
+    seeds = {r['method']: Config.fromfile(study.classifier_config(r)).randomness.seed for r in study.runs}
+    assert seeds == dict(mean_teacher=3, supervised_basic=3)
+    spec.grid = dict(labelled_share=[0.05])  # no grid seed: the method's own, else the study's (data.seed 0)
+    study = Study(spec, str(tmp_path / 'work'))
+    study.build()
+    assert {r['method']: Config.fromfile(study.classifier_config(r)).randomness.seed for r in study.runs} == dict(
+        mean_teacher=7, supervised_basic=0)
+
+
+def test_what_a_study_would_ignore_is_refused(tmp_path):
+    spec = _spec('busbra_clinical', **{'data.root': str(tmp_path / 'data')})
+    spec.calibrate = False
+    with pytest.raises(ValueError, match='export_bundle needs calibrate=True'):
+        Study(spec, str(tmp_path / 'work'))
+    # a labelled share over a method config whose training data is not basic_train / extended_train would be
+    # ignored
+    own = str(tmp_path / 'my_supervised.py')
+    derive_config(osp.join(REPO, 'configs', 'mmbus', 'supervised_basic_bus_cpu_quick.py'),
+                  {'train_dataloader.dataset.ann_file': 'my_train.json'}, own)
+    spec = _spec('busbra_stage2', **{'data.root': str(tmp_path / 'data')})
+    spec.methods = dict(supervised_basic=dict(config=own))
+    spec.grid = dict(labelled_share=[0.05])
+    study = Study(spec, str(tmp_path / 'work'))
+    study.build()
+    with pytest.raises(ValueError, match=r"labelled_share needs a training ann_file basic_train.json or "
+                       r"extended_train.json to replace with its subsets; it has \['my_train.json'\]"):
+        study.classifier_config(study.runs[0])

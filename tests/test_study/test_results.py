@@ -126,3 +126,26 @@ def test_report_figures_equal_the_metric_to_the_last_digit(tmp_path, rule):
         figures[name] = (scores, labels, m['auc'])
     d = paired_delong(figures['a'][0], figures['b'][0], figures['a'][1])
     assert d['diff'] == figures['a'][2] - figures['b'][2]
+
+
+def test_metric_series_by_hand():
+    from mmbus.reporting.plots import metric_series
+
+    def row(method, share, seed, auc, lo=None, hi=None):
+        return dict(method=method, grid=dict(labelled_share=share, seed=seed),
+                    metrics=dict(auc=auc, auc_ci_low=lo, auc_ci_high=hi))
+
+    # one draw per share: the value and its CI; a method at one share only: a level
+    one = metric_series([row('mt', 0.1, 0, 0.80, 0.75, 0.85), row('mt', 0.3, 0, 0.84, 0.80, 0.88),
+                         row('all', 0.1, 0, 0.86, 0.82, 0.90)], 'labelled_share')
+    assert one['mt'] == dict(xs=[0.1, 0.3], ys=[0.80, 0.84], lo=[0.75, 0.80], hi=[0.85, 0.88], draws=[1, 1],
+                             level=False, mean_sd=False)
+    assert one['all']['level'] and one['all']['ys'] == [0.86]
+    # three draws at 0.1 (0.70, 0.80, 0.90: mean 0.80, sd 0.10), two at 0.3 (0.84, 0.86: mean 0.85, sd 0.01414)
+    rows = [row('mt', 0.1, s, a) for s, a in enumerate([0.70, 0.80, 0.90])] + [
+        row('mt', 0.3, s, a, 0.5, 0.99) for s, a in enumerate([0.84, 0.86])] + [row('mt', 0.5, 0, float('nan'))]
+    s = metric_series(rows, 'labelled_share')['mt']
+    assert s['xs'] == [0.1, 0.3] and s['draws'] == [3, 2] and s['mean_sd'] and not s['level']
+    assert s['ys'] == pytest.approx([0.80, 0.85])
+    sd = 0.0141421356  # sqrt(((0.84 - 0.85)^2 + (0.86 - 0.85)^2) / 1)
+    assert s['lo'] == pytest.approx([0.70, 0.85 - sd]) and s['hi'] == pytest.approx([0.90, 0.85 + sd])
