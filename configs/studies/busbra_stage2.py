@@ -17,10 +17,9 @@ crops = dict(gt=dict(boxes='ground_truth', external=False))
 train_crops = 'gt'
 methods = ['mean_teacher', 'fixmatch', 'supervised_basic', 'supervised_all']
 # 5 % of the 1312 basic + extended crops are labelled (66 crops; see docs/results/busbra_stage2.md for why
-# not the 17 % basic-train alone gives), three draws; the learning curve adds 10, 15 and 30 % at seed 0
-# (supervised-all does not depend on the share: run once per seed)
-grid = [dict(labelled_share=[0.05], seed=[0, 1, 2]),
-        dict(labelled_share=[0.10, 0.15, 0.30], seed=[0], methods=['mean_teacher', 'fixmatch', 'supervised_basic'])]
+# not the 17 % basic-train alone gives), three draws; the learning curve over other shares is
+# busbra_stage2_learning_curve.py
+grid = [dict(labelled_share=[0.05], seed=[0, 1, 2])]
 test_sets = [dict(name='gt', crops='gt', split='test', title='BUS-BRA test crops (ground-truth boxes)')]
 report = dict(type='comparison', baseline='supervised_basic', x='seed', where=dict(labelled_share=0.05),
               title='BUS-BRA stage 2: four methods over three labelled draws (5 % labelled)',
@@ -29,9 +28,7 @@ report = dict(type='comparison', baseline='supervised_basic', x='seed', where=di
               # does a gain hold on every scanner? (the test crops by BUS-BRA's device column)
               subgroups=dict(key='device', title='scanner',
                              names={'Toshiba Aplio 300 @12-14 MHz': 'Toshiba Aplio 300 or U-Systems',
-                                    'U-Systems @10-14MHz': 'Toshiba Aplio 300 or U-Systems'}),
-              curves=[dict(name='learning_curve', x='labelled_share', where=dict(seed=0),
-                           title='Learning curve (seed 0): test AUC against the labelled share')])
+                                    'U-Systems @10-14MHz': 'Toshiba Aplio 300 or U-Systems'}))
 # --schedule toy (tests): a few iterations; a handful of crops is smaller than a batch's labelled share
 _methods = ('mean_teacher', 'fixmatch', 'supervised_basic', 'supervised_all')
 toy = dict(classifier={'train_cfg.max_epochs': 1, 'train_dataloader.sampler.epoch_length': 3,

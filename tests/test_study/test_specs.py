@@ -241,9 +241,12 @@ def test_busbra_stage2_spec_plan_and_shipped_selection(tmp_path):
     names = _names(items)
     assert 'train_detector' not in names and names[-1] == 'report'
     ids = [r['id'] for r in study.runs]
-    assert len(ids) == 3 * 4 + 3 * 3
-    assert 'share0.05_seed2_fixmatch' in ids and 'share0.30_seed0_supervised_basic' in ids
-    assert 'share0.30_seed0_supervised_all' not in ids  # the learning curve needs supervised-all once
+    assert len(ids) == 3 * 4 and 'share0.05_seed2_fixmatch' in ids
+    # the learning curve: two methods at four shares over three draws, supervised-all once per draw
+    curve, _ = _study('busbra_stage2_learning_curve', tmp_path / 'lc', **{'data.root': str(tmp_path / 'BUSBRA')})
+    curve_ids = [r['id'] for r in curve.runs]
+    assert len(curve_ids) == 4 * 3 * 2 + 3 and 'share0.30_seed2_supervised_basic' in curve_ids
+    assert 'share0.30_seed0_supervised_all' not in curve_ids and 'share0.05_seed1_supervised_all' in curve_ids
     run = next(r for r in study.runs if r['id'] == 'share0.05_seed1_fixmatch')
     cfg = Config.fromfile(study.classifier_config(run))
     assert cfg.randomness.seed == 1
