@@ -36,8 +36,8 @@ def collect(main: Optional[str], smoke: Optional[str], kit: Optional[dict], out_
     """Write ``<out_dir>/<name>.json``, ``<name>.md`` and ``<name>/*.png`` from a main work dir (``main``; None
     when there is no main run: the smoke pass stands in) and the smoke pass's (``smoke``); returns the
     summary (``no_main_run`` says whether the main run was missing). ``expected_rows(spec_file, schedule)``
-    lists the rows the spec makes (the study engine's :func:`mmbus.study.engine.expected_rows`; reports never
-    import the engine), so the missing ones are named."""
+    lists the rows the spec makes (``Study.row_names`` of the study engine, passed in by
+    ``tools/gpu/collect_results.py``: reports never import the engine), so the missing ones are named."""
     given_kit, kit = kit, kit or {}
     no_main = not has_rows(main)
     work = smoke if no_main and has_rows(smoke) else main

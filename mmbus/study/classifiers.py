@@ -48,7 +48,8 @@ class ClassifierStages:
             ov.update({k: osp.join(sub, swap[v]) for k, v in files.items() if v in swap})
         ov['randomness.seed'] = self.data.get('seed', 0)  # the study's seed, a method's own, a grid seed: the last wins
         ov.update(self.methods[m].get('overrides', {}))
-        ov.update({'randomness.seed': point['seed']} if 'seed' in point else {})
+        if 'seed' in point:
+            ov['randomness.seed'] = point['seed']
         ov.update({k: v for k, v in point.items() if k not in ('seed', 'labelled_share')})
         # toy settings change what a method's config has (rampup_iters exists only in the mean teacher)
         ov.update({k: v for k, v in self.toy.get('classifier', {}).items() if has_key(base, k)})
@@ -222,13 +223,12 @@ class ClassifierStages:
                         split=f'patient-grouped; crops: {split}; calibration fitted on the validation crops',
                         test_data=t.get('title', t['name']))
             # the spec's own words on the data (``export_bundle=dict(card=dict(training_data=...))``) come first
-            opts = self.spec.get('export_bundle')
-            card.update(dict(opts.get('card', {})) if isinstance(opts, dict) else {})
+            card.update(own)
             atomic_write_json(card, info, indent=1)
 
         opts = self.spec.get('export_bundle')
-        return [Stage('bundle_card_info', func=card_info, inputs=[metrics], outputs=[info],
-                      params=dict(card=dict(opts.get('card', {})) if isinstance(opts, dict) else {}),
+        own = dict(opts.get('card', {})) if isinstance(opts, dict) else {}
+        return [Stage('bundle_card_info', func=card_info, inputs=[metrics], outputs=[info], params=dict(card=own),
                       desc='model card facts from the study'),
                 Stage('export_bundle',
                       lambda: py(tool('tools/export_bundle.py'), self.p('configs', f"{run['id']}.py"), best(run['dir']),

@@ -43,6 +43,9 @@ class Study(ClassifierStages):
             raise ValueError(f'unknown schedule {self.schedule!r}; choose from {sorted(SCHEDULES)}')
         self.toy = spec.get('toy', {}) if self.schedule == 'toy' else {}
         check_spec_keys(spec)
+        if any(t.get('name') == VAL_TEST['name'] for t in spec.get('test_sets') or []):
+            raise ValueError(f"test_sets: the name {VAL_TEST['name']!r} is the study's own (the validation "
+                             'predictions each calibration is fitted on); choose another')
         self.data = with_toy_data(spec['data'], self.toy.get('data'))
         self.name = spec.get('name', 'study')
         self.work_dir = osp.abspath(work_dir or spec.get('work_dir') or osp.join('work_dirs', self.name))
@@ -58,8 +61,7 @@ class Study(ClassifierStages):
         self.plan = grid_plan(self.toy.get('grid', spec.get('grid', {})), list(self.methods))
         self.multi = len(self.plan) > 1
         self.layout = DataLayout()
-        self.runs: List[dict] = []
-        self._crop_seeds: set = set()
+        self.runs: List[dict] = []  # filled by build()
         self._runner: Optional[StageRunner] = None
 
     def p(self, *parts) -> str:
@@ -171,9 +173,6 @@ class Study(ClassifierStages):
 
     def test_sets(self) -> List[dict]:
         sets = [dict(t) for t in self.spec.get('test_sets', [dict(name='internal', crops='main', split='test')])]
-        if any(t.get('name') == VAL_TEST['name'] for t in sets):
-            raise ValueError(f"test_sets: the name {VAL_TEST['name']!r} is the study's own (the validation "
-                             'predictions each calibration is fitted on); choose another')
         return [t for t in sets if t.get('needs', 'internal') in self.layout.sets
                 or self.data['type'] in ('synthetic_crops', 'crops')]
 
@@ -206,6 +205,7 @@ class Study(ClassifierStages):
         detector crops (the two stages together) follow once the detectors are done; where stage 2 trains
         on detector crops, the detectors come first."""
         items: list = []
+        self.runs, self._crop_seeds = [], set()  # build() may be called again: start from nothing
         det_crops: set = set()
         crop_stages: Dict[str, Stage] = {}
         dets = {}
@@ -256,7 +256,7 @@ class Study(ClassifierStages):
             gid = grid_id(point) if self.multi else ''
             items += self.grid_stages(point, gid or 'all')
             for m in point_methods:
-                rid = f'{gid}_{m}' if gid else m
+                rid = self.run_id(point, m)
                 run = dict(id=rid, gid=gid, method=m, grid=point, dir=self.p('runs', gid, m))
                 self.runs.append(run)
                 chains.append(self.run_chain(run, early if concurrent else None))
@@ -286,8 +286,11 @@ class Study(ClassifierStages):
             self.layout = image_data(self.data, self.work_dir)
         tests = [t['name'] for t in self.test_sets()]
         return dict(detectors=[f'{detector_key(n)}_internal' for n in self.detector_specs()],
-                    stage2=[f"{grid_id(p) + '_' if self.multi else ''}{m}_{t}"
-                            for p, ms in self.plan for m in ms for t in tests])
+                    stage2=[f'{self.run_id(p, m)}_{t}' for p, ms in self.plan for m in ms for t in tests])
+
+    def run_id(self, point: dict, method: str) -> str:
+        """A stage-2 run's name (its stages, configs and rows ``<run id>_<test set>``)."""
+        return f'{grid_id(point)}_{method}' if self.multi else method
 
     def report_context(self) -> dict:
         """What a report needs besides the rows and the files they name, as the built stages know it

@@ -69,6 +69,7 @@ def test_synthetic_crops_are_made_once_per_seed(tmp_path):
     assert [n for n in names if n.startswith('crops_')] == ['crops_seed0', 'crops_seed1']
     assert len([n for n in names if n.startswith('subset_')]) == 4
     assert len(names) == len(set(names))  # a runner refuses duplicate stage names
+    assert stage_names(study.build()) == names and len(study.runs) == 4 * 3  # a second build: the same stages
 
 
 def test_a_test_set_called_val_is_scored_with_the_calibration(tmp_path):
