@@ -1,6 +1,6 @@
 # The BUS-BRA detector at GPU size, from scratch (no ImageNet weights): faster_rcnn_vgg16_busbra_cpu_quick.py
 # with the paper's 4096-d FCs and 128 sampled RoIs per image, a 400 px long side (BUS-BRA's own size), anchors
-# fitted to its nodules at that size, batches of 8 with bf16 autocast, 6,000 iterations.
+# fitted to its nodules at that size, batches of 8 with float16 autocast, 6,000 iterations.
 # How the settings were found: docs/notes/2026-12-04-config-settings.md.
 #   python tools/train.py configs/mmbus/faster_rcnn_vgg16_busbra_gpu.py
 #   bash tools/dist_train.sh configs/mmbus/faster_rcnn_vgg16_busbra_gpu.py 1     # torchrun, nccl
@@ -25,8 +25,10 @@ val_dataloader = dict(batch_size=8, num_workers=2, persistent_workers=True, data
 test_dataloader = dict(batch_size=8, num_workers=2, persistent_workers=True, dataset=dict(pipeline=test_pipeline))
 
 train_cfg = dict(max_iters=max_iters, val_interval=val_interval)
-# batch 8 with BatchNorm: lr 0.02 (half the linear scaling of the cpu-quick 0.01 at batch 2)
-optim_wrapper = dict(type='AutoAmpOptimWrapper', dtype='bfloat16', optimizer=dict(lr=0.02))
+# batch 8 with BatchNorm: lr 0.02 (half the linear scaling of the cpu-quick 0.01 at batch 2). float16, not
+# bfloat16: mmcv 2.1.0's CUDA RoIAlign and NMS kernels take float32 and float16 only, and autocast hands them
+# the backbone's dtype (mmdet casts the RoIs to the features' type); the dynamic loss scale guards float16.
+optim_wrapper = dict(type='AutoAmpOptimWrapper', dtype='float16', loss_scale='dynamic', optimizer=dict(lr=0.02))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=200),
     dict(type='CosineAnnealingLR', T_max=max_iters, eta_min=2e-4, by_epoch=False, begin=0, end=max_iters),

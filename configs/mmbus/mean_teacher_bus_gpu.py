@@ -10,6 +10,9 @@ train_dataloader = dict(num_workers=3, sampler=dict(epoch_length=epoch_iters))
 val_dataloader = dict(batch_size=256)
 test_dataloader = dict(batch_size=256)
 optim_wrapper = dict(type='AutoAmpOptimWrapper', dtype='bfloat16')
+# the loader workers only read and letterbox crops (the random views are made on the batch, in the model), so
+# their seeds draw nothing: keep them for the whole run rather than restart them at each 50-iteration epoch
+default_hooks = dict(random_state=dict(reseed_workers=False))
 train_cfg = dict(max_epochs=max_epochs)
 param_scheduler = [dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs, eta_min=0.0,
                         convert_to_iter_based=True)]

@@ -221,3 +221,44 @@ def test_prepare_kit_dataset_only(tmp_path, capsys):
     assert (kit / 'busbra' / 'split_summary.md').is_file() and not (kit / 'wheels').exists()
     assert 'carry=["' in out and 'run_busbra.sh --kit' in out and 'collect_results.py OUT/busbra_gpu.tar.gz' in out
     assert 'outside the repository' in out and 'of the 64 MiB limit' in out
+
+
+def test_download_wheels_follows_requirements_and_adds_mmcv_build_needs(tmp_path, monkeypatch):
+    """The download walk with a stand-in for pip (no index here): each package's Requires-Dist is followed
+    unless the GPU machine has it, mmcv comes as the sdist, and a setuptools that still has pkg_resources
+    (mmcv's setup.py imports it; setuptools 81 removed it) is carried to build mmcv with."""
+    import io
+    import tarfile
+    import zipfile
+    requires = {'mmengine': ['addict', 'numpy', 'termcolor>=1.1; python_version >= "3.8"'],
+                'mmdet': ['terminaltables', 'pytest; extra == "tests"'], 'mmpretrain': [], 'pycocotools': [],
+                'addict': [], 'termcolor': [], 'terminaltables': [], 'setuptools': []}
+    asked = []
+
+    def fake_pip_download(specs, dest, sdist=False):
+        (spec,) = specs
+        asked.append((spec, sdist))
+        name = re.split(r'[=<>!~]', spec)[0]
+        if sdist:  # mmcv: its runtime needs come from requirements/runtime.txt
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode='w:gz') as t:
+                data = b'addict\nyapf\n'
+                info = tarfile.TarInfo('mmcv-2.1.0/requirements/runtime.txt')
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+            Path(dest, 'mmcv-2.1.0.tar.gz').write_bytes(buf.getvalue())
+            return
+        requires.setdefault(name, [])
+        with zipfile.ZipFile(Path(dest, f'{name}-1.0-py3-none-any.whl'), 'w') as z:
+            z.writestr(f'{name}-1.0.dist-info/METADATA', 'Metadata-Version: 2.1\nName: ' + name + '\n' + ''.join(
+                f'Requires-Dist: {r}\n' for r in requires[name]))
+
+    monkeypatch.setattr(prepare_kit, 'pip_download', fake_pip_download)
+    rows = prepare_kit.download_wheels(str(tmp_path / 'wheels'))
+    why = {prepare_kit.dist_name(f): w for f, _, w in rows}
+    assert set(why) == {'mmengine', 'mmdet', 'mmpretrain', 'pycocotools', 'addict', 'termcolor', 'terminaltables',
+                        'mmcv', 'yapf', 'setuptools'}  # numpy is on the machine; pytest only for an extra
+    assert why['addict'] == 'required by mmengine' and why['yapf'] == 'required by mmcv'
+    assert ('mmcv==2.1.0', True) in asked and ('setuptools>=77,<81', False) in asked
+    assert 'pkg_resources' in why['setuptools']
+    assert sum(spec.startswith('addict') for spec, _ in asked) == 1  # asked for twice, downloaded once

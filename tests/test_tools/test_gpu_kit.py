@@ -1,5 +1,6 @@
 """tools/gpu/run_busbra.sh, the one-call GPU kit, exercised on CPU (gloo instead of nccl): bad arguments, the
 budget path (a tarball comes back when no time is left to train), and a whole toy run of every piece."""
+import importlib.util
 import json
 import os
 import os.path as osp
@@ -93,6 +94,7 @@ FAKE_PYTHON = r'''#!/bin/bash
 if [ "${1-}" = -c ] && [[ "${2-}" == *"import mmcv.ops"* ]]; then exit 1; fi
 if [ "${1-}" = -m ] && [ "${2-}" = pip ]; then
     echo "pip FORCE_CUDA=${FORCE_CUDA-} CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-unset} ${*: -1}" >> "$PIP_LOG"
+    echo "include FORCE_CUDA=${FORCE_CUDA-} ${CPLUS_INCLUDE_PATH-}" >> "$PIP_LOG"
     [ "${FORCE_CUDA-}" = 1 ] && exit 1
     exit 0
 fi
@@ -122,6 +124,19 @@ def test_stage2_alone_when_mmcv_cuda_ops_do_not_build(kit, tmp_path):
     mmcv = [line for line in pip if line.endswith('mmcv-2.1.0.tar.gz')]
     assert mmcv == [f'pip FORCE_CUDA=1 CUDA_VISIBLE_DEVICES=unset {wheels}/wheels/mmcv-2.1.0.tar.gz',
                     f'pip FORCE_CUDA=0 CUDA_VISIBLE_DEVICES= {wheels}/wheels/mmcv-2.1.0.tar.gz']
+    # the CUDA build looks for the CUDA libraries' headers (cusparse.h) in the pip packages beside torch, where
+    # torch has them (PyPI's CUDA builds); the CPU build is left as it was
+    include = dict(line.split(' ', 2)[1:] for line in pip if line.startswith('include '))
+    cuda_pkgs = importlib.util.find_spec('nvidia')
+    if cuda_pkgs is not None:
+        headers = [d for d in include['FORCE_CUDA=1'].split(':') if d]
+        assert headers and all(osp.isdir(d) and '/nvidia/' in d for d in headers)
+        assert any(osp.isfile(osp.join(d, 'cusparse.h')) for d in headers) == any(
+            osp.isfile(osp.join(p, sub, 'include', 'cusparse.h')) for p in cuda_pkgs.submodule_search_locations
+            for sub in os.listdir(p))
+    else:
+        assert include['FORCE_CUDA=1'] == ''
+    assert include['FORCE_CUDA=0'] == ''
     assert 'this run is stage 2 alone' in res.stdout and 'study: configs/studies/busbra_gpu_stage2.py' in res.stdout
     names = members(out / 'busbra_gpu.tar.gz')
     rows = sorted(n for n in names if n.startswith('work/main/rows/') and n.endswith('.json'))

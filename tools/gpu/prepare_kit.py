@@ -13,7 +13,8 @@ Steps:
    larger than --budget-mib (45) the JPEG quality is lowered in steps of 5, never below 75;
 3. downloads into OUT/wheels/ the Python 3.12 manylinux wheels of mmengine, mmdet, mmpretrain,
    pycocotools and every install requirement of theirs (and of mmcv) that the GPU machine does not have,
-   plus the mmcv sdist (built there with its CUDA ops), one version of each;
+   plus the mmcv sdist (built there with its CUDA ops) and a setuptools that still has pkg_resources (which
+   mmcv's setup.py imports), one version of each;
 4. prints the size of what travels (the repository's files and OUT) against the 64 MiB limit and how to
    call the device.
 
@@ -44,6 +45,10 @@ LIMIT_MIB = 64            # what one device call may carry (working tree + carri
 MIN_QUALITY = 75          # below this JPEG artefacts start to look like speckle texture
 TOP_LEVEL = ['mmengine==0.10.7', 'mmdet==3.3.0', 'mmpretrain==1.2.0', 'pycocotools']
 MMCV = 'mmcv==2.1.0'
+#: what mmcv's build needs beyond the machine's packages: its setup.py imports pkg_resources, which setuptools
+#: 81 removed, and the image's setuptools is whatever torch left there (unpinned above); installed into the
+#: kit's site folder, this one comes first on PYTHONPATH when mmcv is built
+BUILD = ['setuptools>=77,<81']
 PIP_PLATFORM = ['--only-binary=:all:', '--python-version', '3.12', '--implementation', 'cp',
                 '--platform', 'manylinux_2_28_x86_64', '--platform', 'manylinux_2_27_x86_64',
                 '--platform', 'manylinux_2_17_x86_64', '--platform', 'manylinux2014_x86_64',
@@ -201,6 +206,10 @@ def download_wheels(dest: str) -> list:
             print(f'[kit] pip download {spec}', flush=True)
             pip_download([spec], dest)
             why[name] = reason
+    for spec in BUILD:
+        print(f'[kit] pip download {spec} (to build mmcv)', flush=True)
+        pip_download([spec], dest)
+        why[norm(re.split(r'[=<>!~]', spec)[0])] = "builds mmcv (its setup.py imports pkg_resources)"
     files = sorted(os.listdir(dest))
     by_name = {}
     for f in files:
@@ -335,7 +344,9 @@ def main(argv=None) -> int:
             print(f'[kit] WARNING: {rel} is not ignored by git: it would travel as part of the tree as well')
     print('\nDevice call (the run tool):')
     print(f'  carry=["{rel}"]')
-    print(f'  command: bash tools/gpu/run_busbra.sh --kit {rel} --out "$OUT"')
+    print(f'  command: bash tools/gpu/run_busbra.sh --kit {rel} --out "$OUT" --budget-s 540 --commit SHA')
+    print('  timeout_s: 600; kind: the 141 GB card (nvidia-h200) where it is lent: about 24 runs share the GPU '
+          '(some 70 GB at their peak), which an 80 GB card holds only just')
     print('Afterwards, unpack the results here:')
     print('  python tools/gpu/collect_results.py OUT/busbra_gpu.tar.gz')
     if total > LIMIT_MIB * 2 ** 20:

@@ -7,9 +7,10 @@
 # The kit (tools/gpu/prepare_kit.py) holds the compact BUS-BRA copy (kit/busbra) and the wheels the machine
 # lacks (kit/wheels: mmengine, mmdet, mmpretrain, pycocotools and their pure-Python needs, the mmcv 2.1.0 sdist).
 # Steps, all inside --budget-s seconds from the start (the device call's limit less a margin):
-#   1. install the wheels into a fresh temporary folder and build mmcv with its CUDA ops (16 cores: about 2 minutes); skipped
-#      where mmcv.ops already imports (this machine's own environment, the CPU test). Should that build fail, mmcv is
-#      built with its CPU ops and the run is stage 2 alone (the recognisers need no mmcv op; the detectors do);
+#   1. install the wheels into a fresh temporary folder and build mmcv with its CUDA ops (16 cores: about 3 minutes, at
+#      most half the budget); skipped where mmcv.ops already imports (this machine's own environment, the CPU test).
+#      Should that build fail, or its ops fail on the GPU (the preflight runs NMS and RoIAlign there), mmcv is built with
+#      its CPU ops (or kept) and the run is stage 2 alone (the recognisers need no mmcv op; the detectors do);
 #   2. smoke pass: configs/studies/busbra_gpu.py (busbra_gpu_stage2.py with --stage2-only) at --schedule toy on the
 #      kit's data (a few iterations of every piece, tests, report), so a failure that only CUDA shows costs a
 #      minute, not the run;
@@ -34,7 +35,7 @@ while [ $# -gt 0 ]; do
         --no-smoke) smoke=0; shift ;;
         --stage2-only) stage2_only=1 stage2_reason='--stage2-only'; shift ;;
         --commit) commit=$2; shift 2 ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "run_busbra.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -68,62 +69,102 @@ else
     say "installing the kit's wheels into $site"
     "$py" -m pip install -q --no-index --no-deps --no-compile --target "$site" "$kit"/wheels/*.whl || exit 1
     export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
-    build_mmcv() {  # build_mmcv 1|0: with CUDA ops, or with CPU ops only (no GPU visible to its setup.py)
-        local hide=()
-        [ "$1" = 0 ] && hide=(CUDA_VISIBLE_DEVICES=)
-        env ${hide[@]+"${hide[@]}"} MMCV_WITH_OPS=1 FORCE_CUDA=$1 \
+    # torch's CUDA headers include those of CUDA libraries (cusparse.h, cublas_v2.h) that pip's nvidia-* packages
+    # beside torch hold and a CUDA toolkit with nvcc alone lacks: the compilers look there after their own folders
+    cuda_inc=$("$py" -c 'import glob, nvidia
+print(":".join(sorted({d for p in nvidia.__path__ for d in glob.glob(p + "/*/include")})))' 2>/dev/null)
+    build_mmcv() {  # build_mmcv 1|0 LIMIT_S: with CUDA ops, or with CPU ops only (no GPU visible to its setup.py)
+        local extra=() t0=$(elapsed) rc
+        [ "$1" = 0 ] && extra=(CUDA_VISIBLE_DEVICES=)
+        [ "$1" = 1 ] && [ -n "$cuda_inc" ] && extra=(CPLUS_INCLUDE_PATH="$cuda_inc${CPLUS_INCLUDE_PATH:+:$CPLUS_INCLUDE_PATH}")
+        timeout --kill-after=10 "$2" env ${extra[@]+"${extra[@]}"} MMCV_WITH_OPS=1 FORCE_CUDA=$1 \
             TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=$(nproc) \
             "$py" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --no-cache-dir \
             --target "$site" "$kit"/wheels/mmcv-*.tar.gz  # no cache: a CPU-ops build must not stand in for a CUDA one
+        rc=$?
+        say "mmcv build ($([ "$1" = 1 ] && echo CUDA || echo CPU) ops) took $(( $(elapsed) - t0 ))s, exit $rc" \
+            "$([ "$rc" = 124 ] || [ "$rc" = 137 ] && echo "(stopped at its limit of ${2}s)")"
+        return $rc
     }
+    # the CUDA build gets at most half the budget (a hung or very slow build must leave time for stage 2)
+    cuda_build_s=$(( budget / 2 ))
     if [ "$stage2_only" = 1 ]; then
         say "building mmcv 2.1.0 with CPU ops ($(nproc) jobs): stage 2 alone needs no CUDA op"
-        build_mmcv 0 || { say "the mmcv build failed"; exit 1; }
+        build_mmcv 0 $(( budget - $(elapsed) )) || { say "the mmcv build failed"; exit 1; }
     else
         say "building mmcv 2.1.0 with CUDA ops (TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}, $(nproc) jobs)"
-        if ! build_mmcv 1; then
+        if ! build_mmcv 1 "$cuda_build_s"; then
             say "the mmcv build with CUDA ops failed (its errors are above); building it with CPU ops instead:" \
                 "the detectors need CUDA ops, so this run is stage 2 alone (ground-truth crops)"
             rm -rf "$site"/mmcv "$site"/mmcv-*.dist-info
-            build_mmcv 0 || { say "the mmcv build failed"; exit 1; }
+            build_mmcv 0 $(( budget - $(elapsed) )) || { say "the mmcv build failed"; exit 1; }
             stage2_only=1 stage2_reason="mmcv's CUDA ops did not build"
         fi
     fi
 fi
-spec=$here/configs/studies/busbra_gpu.py
-[ "$stage2_only" = 1 ] && spec=$here/configs/studies/busbra_gpu_stage2.py
 export PYTHONPATH=$here${PYTHONPATH:+:$PYTHONPATH}
-device=$("$py" - "$stage2_only" <<'PY'
+# preflight: the stack imports, and mmcv's ops run where the detectors will run them (NMS, and RoIAlign in the
+# detectors' float16); CUDA ops that built but fail on this GPU leave stage 2, which needs none of them
+preflight=$("$py" - "$stage2_only" <<'PY'
 import sys
 import torch, mmcv, mmdet, mmpretrain, mmengine  # noqa: E401
-from mmcv.ops import nms
+from mmcv.ops import RoIAlign, nms
 cuda = torch.cuda.is_available()
 dev = 'cuda' if cuda else 'cpu'
-ops_dev = 'cpu' if sys.argv[1] == '1' else dev  # stage 2 alone: the recognisers run on the GPU, mmcv's ops on CPU
-boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.]], device=ops_dev)
-assert nms(boxes, torch.tensor([0.9, 0.8], device=ops_dev), 0.5)[1].tolist() == [0]
+ops = 'cpu' if sys.argv[1] == '1' else dev  # stage 2 alone: the recognisers run on the GPU, mmcv's ops on CPU
+
+
+def check(where):
+    boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.]], device=where)
+    assert nms(boxes, torch.tensor([0.9, 0.8], device=where), 0.5)[1].tolist() == [0]
+    half = torch.float16 if where == 'cuda' else torch.float32
+    feats = torch.ones(1, 2, 8, 8, device=where, dtype=half)
+    rois = torch.tensor([[0., 1., 1., 6., 6.]], device=where, dtype=half)
+    assert RoIAlign((2, 2), 1.0, 2)(feats, rois).float().sub(1).abs().max().item() < 1e-3
+
+
+try:
+    check(ops)
+except Exception as e:  # noqa: BLE001 (any failure of the ops decides the same way)
+    if ops != 'cuda':
+        raise
+    print(f'mmcv CUDA ops fail on this GPU: {type(e).__name__}: {str(e)[:300]}', file=sys.stderr)
+    check('cpu')
+    ops = 'cpu'
 print(f'torch {torch.__version__}, CUDA {torch.version.cuda if cuda else "none"}, '
-      f'{torch.cuda.get_device_name(0) if cuda else "CPU only"}, mmcv {mmcv.__version__} (nms on {ops_dev} OK), '
-      f'mmdet {mmdet.__version__}, mmpretrain {mmpretrain.__version__}, mmengine {mmengine.__version__}',
+      f'{torch.cuda.get_device_name(0) if cuda else "CPU only"}, mmcv {mmcv.__version__} (NMS and RoIAlign on '
+      f'{ops} OK), mmdet {mmdet.__version__}, mmpretrain {mmpretrain.__version__}, mmengine {mmengine.__version__}',
       file=sys.stderr)
-print(dev)
+print(dev, ops)
 PY
 ) || { say "the stack does not import or mmcv's ops fail; stopping"; exit 1; }
-say "device: $device; study: ${spec#$here/}"
+device=${preflight% *}
+if [ "$device" = cuda ] && [ "${preflight#* }" = cpu ] && [ "$stage2_only" = 0 ]; then
+    say "mmcv's CUDA ops built but do not run on this GPU (above): this run is stage 2 alone (ground-truth crops)"
+    stage2_only=1 stage2_reason="mmcv's CUDA ops failed on the GPU"
+fi
+spec=$here/configs/studies/busbra_gpu.py
+[ "$stage2_only" = 1 ] && spec=$here/configs/studies/busbra_gpu_stage2.py
+say "device: $device; study: ${spec#$here/}; $(nproc) cores; /dev/shm $(df -h /dev/shm 2>/dev/null | awk 'NR==2 {print $4}') free"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+# two dozen processes of different sizes share one GPU: segments that grow in place waste less of it to
+# fragmentation than the caching allocator's fixed blocks
+export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 
 work=$out/work
-study() {  # study WORK_DIR SCHEDULE TIMEOUT_S
+study() {  # study WORK_DIR SCHEDULE TIMEOUT_S PORT
+    local port=()  # the torchrun of the smoke pass, stopped at its limit, may still hold its port: one each
+    [ "$stage2_only" = 0 ] && port=("detector.port=$4")
     timeout --signal=TERM --kill-after=15 "$3" "$py" "$here/tools/run_study.py" "$spec" \
         --schedule "$2" --jobs "$jobs" --keep-going --device "$device" --work-dir "$1" \
-        --cfg-options "data.root=$kit/busbra"
+        --cfg-options "data.root=$kit/busbra" ${port[@]+"${port[@]}"}
 }
 
 # -- 2. smoke pass -----------------------------------------------------------------------------------------
 smoke_rc=skipped
 if [ "$smoke" = 1 ] && [ "$schedule" != toy ]; then
     say "smoke pass: every piece for a few iterations (at most ${smoke_s}s)"
-    study "$work/smoke" toy "$smoke_s"
+    study "$work/smoke" toy "$smoke_s" 29501
     smoke_rc=$?
     say "smoke pass ended (exit $smoke_rc); failures, if any, are in $work/smoke/logs and are packed"
 fi
@@ -139,7 +180,7 @@ else
     export MMBUS_STOP_AT=$(( $(date +%s) + left - reserve ))
     say "study at schedule $schedule: training ends by $(date -d "@$MMBUS_STOP_AT" +%T) ($(( left - reserve ))s)," \
         "everything by $(date -d "@$(( $(date +%s) + left - 20 ))" +%T)"
-    study "$work/main" "$schedule" $(( left - 20 ))
+    study "$work/main" "$schedule" $(( left - 20 )) 29500
     main_rc=$?
     unset MMBUS_STOP_AT
     say "study ended (exit $main_rc)"
