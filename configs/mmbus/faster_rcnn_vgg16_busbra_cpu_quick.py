@@ -4,8 +4,8 @@
 #   python tools/train.py configs/mmbus/faster_rcnn_vgg16_busbra_cpu_quick.py
 #   python tools/test.py configs/mmbus/faster_rcnn_vgg16_busbra_cpu_quick.py CKPT --show-dir vis
 # Data: the annotations of tools/dataset_converters/bus_to_coco.py under data/BUS-BRA/BUSBRA/annotations/
-# (see faster_rcnn_vgg16_busbra.py); elsewhere, override the folders (or run it through
-# configs/studies/busbra_stage1.py, which does):
+# (see faster_rcnn_vgg16_busbra.py); elsewhere, override the folders (docs/results/busbra_stage1_cpu.md has the
+# commands of its measured run, on the GPU kit's compact copy):
 #   --cfg-options train_dataloader.dataset.data_root=R val_dataloader.dataset.data_root=R \
 #     test_dataloader.dataset.data_root=R val_evaluator.0.ann_file=R/annotations/val.json \
 #     test_evaluator.0.ann_file=R/annotations/test.json
@@ -14,8 +14,9 @@ _base_ = ['./faster_rcnn_vgg16_bus_cpu_quick.py']
 data_root = 'data/BUS-BRA/BUSBRA/'
 # long side 320 px: a BUS-BRA image becomes ~240 x 320, its nodules ~40-190 px (median ~110 x 70)
 img_scale = (320, 320)
-max_iters = 300
-val_interval = 100
+# 720 iterations of 2.6 s and 9 validations of about a minute: the run ends within 45 minutes on 2 cores
+max_iters = 720
+val_interval = 80
 
 model = dict(
     # the paper's conv5_3 at stride 16 and 1024-d FCs (its images are larger than the synthetic ones)

@@ -120,6 +120,27 @@ def run_log_lines(path: Optional[str]) -> List[str]:
         return [ln.rstrip() for ln in f if ln.startswith('[gpu ') or ln.startswith('torch ')]
 
 
+def gpu_usage(text: Optional[str], interval_s: float = 10) -> Optional[dict]:
+    """Peak memory and mean load of the GPU over the run from ``gpu_usage.csv`` (``nvidia-smi
+    --query-gpu=memory.used,memory.total,utilization.gpu --format=csv,noheader,nounits -l 10``: one line
+    ``used MiB, total MiB, load %`` per sample). Lines that are not three numbers (``[N/A]``, a line cut by the
+    sampler's end) are skipped; None without a sample."""
+    rows = []
+    for line in (text or '').splitlines():
+        parts = [p.strip() for p in line.split(',')]
+        try:
+            used, total, load = (float(p) for p in parts)
+        except ValueError:
+            continue
+        rows.append((used, total, load))
+    if not rows:
+        return None
+    peak, total = max(r[0] for r in rows), max(r[1] for r in rows)
+    return dict(samples=len(rows), seconds=len(rows) * interval_s, peak_mib=peak, total_mib=total,
+                peak_share=peak / total if total else None, mean_load=sum(r[2] for r in rows) / len(rows),
+                busy_share=sum(r[2] >= 50 for r in rows) / len(rows))
+
+
 # -- paths ----------------------------------------------------------------------------------------------
 _ABS = re.compile(r'(?<![\w.:/$~\-])/(?:[\w.+@=-]+/)*[\w.+@=-]+/?')
 

@@ -17,7 +17,7 @@ from typing import Callable, Dict, Optional
 
 from mmbus.utils.io import atomic_write, atomic_write_json, atomic_write_text, make_dirs
 from .curves import curve_from_log, curve_from_scalars  # noqa: F401 (re-exported)
-from .gpu_kit import (SIZE_LIMIT, CollectError, has_rows, last_finished,  # noqa: F401 (re-exported)
+from .gpu_kit import (SIZE_LIMIT, CollectError, gpu_usage, has_rows, last_finished,  # noqa: F401
                       original_work_dir, run_log_lines, schedule_of, scrubber, shrink_pngs, stage_groups,
                       stage_times, unfinished, unpack)
 from .gpu_stage1 import detector_targets, detectors_section
@@ -30,7 +30,7 @@ from .targets import verdict_word
 # -- the summary ------------------------------------------------------------------------------------------
 def collect(main: Optional[str], smoke: Optional[str], kit: Optional[dict], out_dir: str, name: str,
             source: str, spec_file: Optional[str] = None, run_log: Optional[str] = None,
-            label: Optional[str] = None, nvidia_smi: Optional[str] = None,
+            label: Optional[str] = None, nvidia_smi: Optional[str] = None, usage: Optional[str] = None,
             roots: Optional[Dict[str, str]] = None,
             expected_rows: Optional[Callable[[str, Optional[str]], Optional[dict]]] = None) -> dict:
     """Write ``<out_dir>/<name>.json``, ``<name>.md`` and ``<name>/*.png`` from a main work dir (``main``; None
@@ -78,7 +78,8 @@ def collect(main: Optional[str], smoke: Optional[str], kit: Optional[dict], out_
         dst = osp.join(png_dir, osp.basename(f))
         atomic_write(dst, lambda tmp, f=f: shutil.copyfile(f, tmp))
     summary = dict(
-        name=name, label=label, source=source, kit=given_kit, nvidia_smi=nvidia_smi, schedule=schedule,
+        name=name, label=label, source=source, kit=given_kit, nvidia_smi=nvidia_smi, gpu_usage=gpu_usage(usage),
+        schedule=schedule,
         no_main_run=no_main, partial=bool(partial_why), partial_why=partial_why, missing=missing,
         rows_not_in_spec=unexpected,
         expected_from=(None if not expected else 'the work dir\'s study_spec.py' if spec_file == ran_spec
@@ -112,6 +113,16 @@ def collect(main: Optional[str], smoke: Optional[str], kit: Optional[dict], out_
     return summary
 
 
+def usage_words(u: Optional[dict]) -> str:
+    """The sampled GPU use in words: what the next run's number of concurrent jobs is set from."""
+    if not u:
+        return 'n/a (no samples: no nvidia-smi, or a tarball from before the kit sampled it)'
+    share = f" ({u['peak_share']:.0%})" if u.get('peak_share') is not None else ''
+    return (f"peak {u['peak_mib'] / 1024:.1f} of {u['total_mib'] / 1024:.1f} GiB{share}; load "
+            f"{u['mean_load']:.0f} % on average, >= 50 % in {u['busy_share']:.0%} of {u['samples']} samples "
+            '(every 10 s)')
+
+
 def markdown(s: dict, report_md: str, name: str, links: Dict[str, str]) -> str:
     kit = s['kit'] or {}
     md = [f"# Results of `{name}`{': ' + s['label'] if s.get('label') else ''}\n"]
@@ -133,6 +144,7 @@ def markdown(s: dict, report_md: str, name: str, links: Dict[str, str]) -> str:
         ['Device', dev], ['Finished', kit.get('finished') or run.get('finished') or 'n/a'],
         ['Wall time', f"{kit.get('wall_s', 'n/a')} s of a {kit.get('budget_s', 'n/a')} s budget"],
         ['Exit status', f"study {kit.get('study_exit', 'n/a')}, smoke pass {kit.get('smoke_exit', 'n/a')}"],
+        ['GPU use', usage_words(s.get('gpu_usage'))],
         ['Schedule', f"`{s.get('schedule') or 'n/a'}`"], ['Collected from', f"`{s['source']}`"]]
         + ([['Study', f"`{kit['spec']}`"]] if kit.get('spec') else [])), '']
     if kit.get('stage2_only_why'):

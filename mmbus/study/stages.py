@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable, List, Optional, Sequence, Union
 
-from mmbus.engine import DEADLINE_MARKER  # written by DeadlineHook into a work dir whose run it stopped
+from mmbus.engine import DEADLINE_ENV, DEADLINE_MARKER, MIN_TRAIN_S, seconds_to_deadline
 from mmbus.reporting.context import STATE_FILE
 from mmbus.utils.io import atomic_write_json
 from .processes import CHILDREN, ProgressWatcher, progress_of, run_command, tail  # noqa: F401 (re-exported)
@@ -288,6 +288,16 @@ class StageRunner:
             self.say(f'{head}: up to date, skipped')
             self.records.append(dict(name=st.name, status='skipped', wall_s=prev.get('wall_s')))
             return
+        env = self.env
+        if st.cmd is not None and st.env is not None:
+            env = dict(os.environ if env is None else env, **{k: str(v) for k, v in st.env().items()})
+        left = seconds_to_deadline(env) if st.cmd is not None and st.work_dir is not None else None
+        if left is not None and left < MIN_TRAIN_S:  # a training run (its work dir kept, for a rerun to resume)
+            self.state.set(st.name, key=key, status='not started', wall_s=0)
+            self.records.append(dict(name=st.name, status='failed', wall_s=0))
+            why = f'{max(left, 0):.0f} s to its deadline ({DEADLINE_ENV}), under the {MIN_TRAIN_S} s a run needs'
+            self.say(f'{head}: not started: {why}')
+            raise StageFailed(f'stage {st.name} not started ({why})')
         cmd = list(st.cmd) if st.cmd else None
         if st.work_dir is not None and cmd is not None:
             marker = osp.join(st.work_dir, 'last_checkpoint')
@@ -304,9 +314,6 @@ class StageRunner:
         if cmd is not None:
             watcher = ProgressWatcher(log, head, self.say, self.progress_every)
             watcher.start()
-            env = self.env
-            if st.env is not None:
-                env = dict(os.environ if env is None else env, **{k: str(v) for k, v in st.env().items()})
             try:
                 rc = run_command(cmd, log, self.cwd, env, pass_fds=[self._lock_fd] if self._lock_fd else [])
             finally:

@@ -115,3 +115,14 @@ def test_epoch_loop_stops_at_the_end_of_the_epoch_and_saves_it(tmp_path, monkeyp
     # 8 samples / batch 2: the first epoch's 4 iterations finish, then the loop ends (interval 3 not reached)
     assert (r.epoch, r.iter) == (1, 4)
     assert sorted(p.name for p in tmp_path.glob('*.pth')) == ['epoch_1.pth']
+
+
+def test_seconds_to_deadline(monkeypatch):
+    from mmbus.engine import seconds_to_deadline
+    now = time.time()
+    assert seconds_to_deadline({ENV_KEY: str(now + 100)}) == pytest.approx(100, abs=2)
+    assert seconds_to_deadline({ENV_KEY: str(now - 5)}) == pytest.approx(-5, abs=2)
+    assert seconds_to_deadline({}) is None and seconds_to_deadline({ENV_KEY: ''}) is None
+    assert seconds_to_deadline({ENV_KEY: 'tomorrow'}) is None  # DeadlineHook names the bad value itself
+    monkeypatch.setenv(ENV_KEY, str(now + 50))
+    assert seconds_to_deadline() == pytest.approx(50, abs=2)

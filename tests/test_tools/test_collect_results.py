@@ -15,6 +15,7 @@ from mmengine.config import Config
 from mmbus.evaluation.binary_diagnostic_metric import delong_auc
 from mmbus.reporting.comparison import comparison_report
 from mmbus.study.engine import Study
+from mmbus.reporting import gpu_results
 from mmbus.reporting.gpu_results import curve_from_log, curve_from_scalars, detector_targets, two_stage_targets
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -97,7 +98,7 @@ def make_work(work, sup=(0.70, 0.88), semi=(0.72, 0.91), skip_row=None):
     Config(SPEC).dump(str(work / 'study_spec.py'))
 
 
-def pack(tmp_path, study_exit='0', main=True, smoke=True, kit=True, **kw):
+def pack(tmp_path, study_exit='0', main=True, smoke=True, kit=True, usage=None, **kw):
     src = tmp_path / 'src'
     if main:
         make_work(src / 'work' / 'main', **kw)
@@ -112,6 +113,10 @@ def pack(tmp_path, study_exit='0', main=True, smoke=True, kit=True, **kw):
             info = tarfile.TarInfo('kit.json')
             info.size = len(data)
             t.addfile(info, io.BytesIO(data))
+        if usage is not None:
+            info = tarfile.TarInfo('gpu_usage.csv')
+            info.size = len(usage.encode())
+            t.addfile(info, io.BytesIO(usage.encode()))
         if (src / 'work').is_dir():
             t.add(src / 'work', arcname='work')
     return tar
@@ -222,3 +227,21 @@ def test_plain_work_dir(tmp_path):
     s = json.loads((out / 'cpu.json').read_text())
     assert s['kit'] is None and s['detectors']['soft_teacher']['mean_iou'] == 0.72
     assert str(tmp_path) not in (out / 'cpu.md').read_text()
+
+
+def test_gpu_usage_sampled_through_the_run(tmp_path):
+    """The sampler's lines (used MiB, total MiB, load %), one unreadable: peak 40960 of 81559 MiB (50 %), load
+    (20 + 90 + 60) / 3 = 57 % on average, >= 50 % in 2 of 3 samples."""
+    csv = '1000, 81559, 20\n40960, 81559, 90\n[N/A], 81559, [N/A]\n30720, 81559, 60\n30720, 815'
+    u = gpu_results.gpu_usage(csv)
+    assert u['samples'] == 3 and u['seconds'] == 30 and u['peak_mib'] == 40960 and u['total_mib'] == 81559
+    assert u['peak_share'] == pytest.approx(40960 / 81559) and u['mean_load'] == pytest.approx(170 / 3)
+    assert u['busy_share'] == pytest.approx(2 / 3)
+    assert gpu_results.gpu_usage('') is None and gpu_results.gpu_usage('[N/A], [N/A], [N/A]') is None
+    rc, out = collect(tmp_path, pack(tmp_path, usage=csv))
+    assert rc == 0
+    md = (out / 'busbra_gpu.md').read_text()
+    assert '| GPU use | peak 40.0 of 79.6 GiB (50%); load 57 % on average, >= 50 % in 67% of 3 samples' in md
+    assert json.loads((out / 'busbra_gpu.json').read_text())['gpu_usage']['peak_mib'] == 40960
+    rc, out = collect(tmp_path / 'old', pack(tmp_path / 'old'))  # a tarball without the samples
+    assert rc == 0 and '| GPU use | n/a (no samples' in (out / 'busbra_gpu.md').read_text()

@@ -137,6 +137,7 @@ def test_stage2_alone_when_mmcv_cuda_ops_do_not_build(kit, tmp_path):
     else:
         assert include['FORCE_CUDA=1'] == ''
     assert include['FORCE_CUDA=0'] == ''
+    assert 'mmcv build (CUDA ops) took' in res.stdout and 'mmcv build (CPU ops) took' in res.stdout  # timed
     assert 'this run is stage 2 alone' in res.stdout and 'study: configs/studies/busbra_gpu_stage2.py' in res.stdout
     names = members(out / 'busbra_gpu.tar.gz')
     rows = sorted(n for n in names if n.startswith('work/main/rows/') and n.endswith('.json'))

@@ -73,7 +73,8 @@ def main(argv=None) -> int:
                 own_spec = osp.join(work, 'study_spec.py')
                 if not a.spec and osp.isfile(own_spec):
                     spec = own_spec  # the spec as it ran, its schedule included
-                kit, main_dir, smoke_dir, source, nvsmi = None, work, None, osp.basename(work.rstrip('/')), None
+                kit, main_dir, smoke_dir, nvsmi, usage = None, work, None, None, None
+                source = osp.basename(work.rstrip('/'))
                 roots = {work: '$WORK_DIR'}
                 if not has_rows(work):
                     raise CollectError(f'{a.work_dir} holds no rows/*.json: not a study work dir, or nothing '
@@ -87,6 +88,8 @@ def main(argv=None) -> int:
                 source = osp.basename(a.tarball)
                 nvsmi_file = osp.join(tmp, 'nvidia_smi.csv')
                 nvsmi = open(nvsmi_file).read() if osp.isfile(nvsmi_file) else None
+                usage_file = osp.join(tmp, 'gpu_usage.csv')  # sampled through the run
+                usage = open(usage_file).read() if osp.isfile(usage_file) else None
                 roots = {}
                 if a.run_log is None and osp.isfile(osp.join(osp.dirname(osp.abspath(a.tarball)), 'run.log')):
                     a.run_log = osp.join(osp.dirname(osp.abspath(a.tarball)), 'run.log')
@@ -94,7 +97,7 @@ def main(argv=None) -> int:
             if a.run_log and not osp.isfile(a.run_log):
                 raise CollectError(f'{a.run_log}: no such run log')
             s = collect(main_dir, smoke_dir, kit, a.out_dir, a.name, source, spec_file=spec, run_log=a.run_log,
-                        label=a.label, nvidia_smi=nvsmi, roots=roots,
+                        label=a.label, nvidia_smi=nvsmi, usage=usage, roots=roots,
                         expected_rows=expected_rows)
     except CollectError as e:
         print(f'collect_results: error: {e}', file=sys.stderr)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # BUS-BRA at paper scale on one lent GPU machine, in one call: both stages, every method, one tarball back.
 #
-#   bash tools/gpu/run_busbra.sh --kit gpu_kit --out "$OUT" [--budget-s 540] [--smoke-s 100] [--jobs 24]
+#   bash tools/gpu/run_busbra.sh --kit gpu_kit --out "$OUT" [--budget-s 540] [--smoke-s 100] [--jobs N]
 #                                [--schedule paper|toy] [--no-smoke] [--stage2-only] [--commit SHA]
 #
 # The kit (tools/gpu/prepare_kit.py) holds the compact BUS-BRA copy (kit/busbra) and the wheels the machine
@@ -23,7 +23,7 @@
 # travels has no .git: --commit records the commit it was (else kit/COMMIT, written by prepare_kit.py).
 set -uo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
-kit='' out='' budget=540 smoke_s=100 jobs=24 schedule=paper smoke=1 commit='' stage2_only=0 stage2_reason=''
+kit='' out='' budget=540 smoke_s=100 jobs='' schedule=paper smoke=1 commit='' stage2_only=0 stage2_reason=''
 while [ $# -gt 0 ]; do
     case "$1" in
         --kit) kit=$2; shift 2 ;;
@@ -41,7 +41,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$kit" ] && [ -n "$out" ] || { echo 'run_busbra.sh: --kit and --out are required (see --help)' >&2; exit 2; }
 case "$schedule" in paper|toy) ;; *) echo "run_busbra.sh: --schedule must be paper or toy, not $schedule" >&2; exit 2 ;; esac
-for n in "$budget" "$smoke_s" "$jobs"; do
+for n in "$budget" "$smoke_s" "${jobs:-24}"; do
     [[ "$n" =~ ^[0-9]+$ ]] || { echo "run_busbra.sh: $n is not a whole number of seconds / jobs" >&2; exit 2; }
 done
 for s in basic_train extended_train val test; do
@@ -151,6 +151,21 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 # fragmentation than the caching allocator's fixed blocks
 export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 
+if [ -z "$jobs" ]; then  # runs at a time: all of them (23) where the GPU holds them, fewer on an 80 GB card
+    # (about 3 GB a recogniser, 5 a detector, estimated); a run queued until too near the deadline is not started
+    gpu_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -1)
+    jobs=24
+    [[ "$gpu_mib" =~ ^[0-9]+$ ]] && [ "$gpu_mib" -lt 100000 ] && jobs=16
+    say "--jobs $jobs (GPU memory: ${gpu_mib:-unknown} MiB)"
+fi
+# the GPU's memory and load every 10 s through the smoke pass and the study: what the next run's --jobs is set from
+usage_pid=''
+if command -v nvidia-smi > /dev/null; then
+    nvidia-smi --query-gpu=memory.used,memory.total,utilization.gpu --format=csv,noheader,nounits -l 10 \
+        > "$out/gpu_usage.csv" 2>/dev/null &
+    usage_pid=$!
+fi
+
 work=$out/work
 study() {  # study WORK_DIR SCHEDULE TIMEOUT_S PORT
     local port=()  # the torchrun of the smoke pass, stopped at its limit, may still hold its port: one each
@@ -197,6 +212,7 @@ if [ "$main_rc" != 0 ] && [ -d "$work/main/rows" ] && [ ! -f "$work/main/report/
 fi
 
 # -- 5. pack --------------------------------------------------------------------------------------------------
+[ -n "$usage_pid" ] && kill "$usage_pid" 2>/dev/null
 [ -n "$commit" ] || commit=$(git -C "$here" rev-parse HEAD 2>/dev/null || cat "$kit/COMMIT" 2>/dev/null || echo unknown)
 "$py" - "$out/kit.json" <<PY
 import json, sys, time
@@ -209,7 +225,7 @@ PY
 nvidia-smi --query-gpu=name,memory.used,memory.total,utilization.gpu --format=csv > "$out/nvidia_smi.csv" 2>/dev/null \
     || rm -f "$out/nvidia_smi.csv"
 cd "$out"
-parts=$(ls -d kit.json nvidia_smi.csv 2>/dev/null)
+parts=$(ls -d kit.json nvidia_smi.csv gpu_usage.csv 2>/dev/null)
 for w in work/smoke work/main; do
     [ -d "$w" ] || continue
     # detectors: <det>/<timestamp>/vis_data; stage-2 runs: runs/<grid point>/<method>/<timestamp>/vis_data
@@ -218,7 +234,7 @@ for w in work/smoke work/main; do
         $w/runs/*/*/test_*/*/*.png 2>/dev/null | tr '\n' ' ')"
 done
 tar czf busbra_gpu.tar.gz $parts || { say "packing the results failed"; exit 1; }
-rm -f kit.json nvidia_smi.csv
+rm -f kit.json nvidia_smi.csv gpu_usage.csv
 say "wrote $out/busbra_gpu.tar.gz ($(du -h busbra_gpu.tar.gz | cut -f1)); smoke exit $smoke_rc, study exit $main_rc"
 rc=1
 [ "$main_rc" = 0 ] && rc=0
