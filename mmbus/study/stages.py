@@ -291,9 +291,10 @@ class StageRunner:
         env = self.env
         if st.cmd is not None and st.env is not None:
             env = dict(os.environ if env is None else env, **{k: str(v) for k, v in st.env().items()})
-        left = seconds_to_deadline(env) if st.cmd is not None and st.work_dir is not None else None
-        if left is not None and left < MIN_TRAIN_S:  # a training run (its work dir kept, for a rerun to resume)
-            self.state.set(st.name, key=key, status='not started', wall_s=0)
+        trains = st.cmd is not None and any(osp.basename(p) == 'last_checkpoint' for p in st.outputs)
+        left = seconds_to_deadline(env) if trains else None
+        if left is not None and left < MIN_TRAIN_S:  # its work dir is kept; no key: a rerun with other inputs
+            self.state.set(st.name, status='not started', wall_s=0)  # still clears an older run's checkpoint
             self.records.append(dict(name=st.name, status='failed', wall_s=0))
             why = f'{max(left, 0):.0f} s to its deadline ({DEADLINE_ENV}), under the {MIN_TRAIN_S} s a run needs'
             self.say(f'{head}: not started: {why}')

@@ -252,32 +252,36 @@ def test_a_training_stopped_at_its_deadline_is_resumed_not_skipped(tmp_path):
 
 
 def test_a_training_with_no_time_before_its_deadline_is_not_started(tmp_path, monkeypatch):
-    """A training run queued behind others until 30 s before $MMBUS_STOP_AT is not started (its few iterations
-    would be tested and reported beside runs that trained): state 'not started', its work dir kept for a rerun
-    to resume, the chain's later stages not run; a non-training stage still runs; with time left it trains."""
+    """A training run (its output: the run's last_checkpoint) queued until 30 s before $MMBUS_STOP_AT is not
+    started (its few iterations would be tested and reported beside runs that trained): state 'not started', its
+    work dir kept, the chain's later stages not run; other stages, a generator with a work dir included, still
+    run; with time left it trains."""
     work, wd = str(tmp_path / 'work'), tmp_path / 'train'
     (wd / 'kept').mkdir(parents=True)
+    trainer = ('import os, sys; wd, count = sys.argv[1:]; os.makedirs(wd, exist_ok=True); '
+               "open(os.path.join(wd, 'last_checkpoint'), 'w').write('iter_1.pth'); open(count, 'a').write('run\\n')")
 
     def stages(env=None):
-        train = _stage(tmp_path, 'train', work_dir=str(wd))
-        train.env = env
+        train = Stage('train', [sys.executable, '-c', trainer, str(wd), str(tmp_path / 'count.txt')],
+                      outputs=[str(wd / 'last_checkpoint')], work_dir=str(wd), env=env)
         after = Stage('test_after', func=lambda: (tmp_path / 'tested').write_text(''))
-        return Parallel([[train, after], [Stage('report', func=lambda: (tmp_path / 'report').write_text(''))]])
+        crops = _stage(tmp_path, 'crops', work_dir=str(tmp_path / 'crops'))  # a work dir, but no checkpoint
+        return Parallel([[train, after], [crops]])
 
     monkeypatch.setenv('MMBUS_STOP_AT', str(time.time() + 30))
     with pytest.raises(StageFailed, match=r'train not started \(\d+ s to its deadline \(MMBUS_STOP_AT\), under'):
         _run([stages()], work, keep_going=True)
     state = json.load(open(osp.join(work, 'study_state.json')))['stages']
-    assert state['train']['status'] == 'not started' and 'test_after' not in state
-    assert not (tmp_path / 'count.txt').exists() and not (tmp_path / 'tested').exists()
-    assert (wd / 'kept').is_dir() and (tmp_path / 'report').exists()
+    assert state['train']['status'] == 'not started' and 'key' not in state['train'] and 'test_after' not in state
+    assert _runs(tmp_path) == 1 and (tmp_path / 'out.json').exists()  # the generator ran, the training did not
+    assert not (tmp_path / 'tested').exists() and (wd / 'kept').is_dir()
     # the stage's own deadline (a detector's share of the time left) decides, not the study's
     monkeypatch.setenv('MMBUS_STOP_AT', str(time.time() + 3600))
     with pytest.raises(StageFailed, match='train not started'):
         _run([stages(lambda: {'MMBUS_STOP_AT': f'{time.time() + 5:.0f}'})], work, keep_going=True)
-    assert not (tmp_path / 'count.txt').exists()
+    assert _runs(tmp_path) == 1
     _run([stages()], work, keep_going=True)
-    assert _runs(tmp_path) == 1 and (tmp_path / 'tested').exists()
+    assert _runs(tmp_path) == 2 and (tmp_path / 'tested').exists() and (wd / 'last_checkpoint').is_file()
     assert json.load(open(osp.join(work, 'study_state.json')))['stages']['train']['status'] == 'done'
 
 

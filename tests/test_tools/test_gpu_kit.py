@@ -14,8 +14,10 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SCRIPT = osp.join(REPO, 'tools', 'gpu', 'run_busbra.sh')
 
 
-def run(*args, timeout=900):
+def run(*args, timeout=900, path=None):
     env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1')
+    if path is not None:  # a folder of stand-in tools first on PATH
+        env['PATH'] = f'{path}{os.pathsep}{env["PATH"]}'
     return subprocess.run(['bash', SCRIPT, *map(str, args)], capture_output=True, text=True, cwd=REPO, env=env,
                           timeout=timeout)
 
@@ -66,6 +68,39 @@ def test_no_time_left_still_packs_a_tarball_and_the_log(kit, tmp_path):
     log = (tmp_path / 'run.log').read_text()
     # the console output is streamed to OUT/run.log, its last line included
     assert 'device: cpu' in log and log.rstrip().splitlines()[-1].endswith('study exit skipped')
+    assert '--jobs 24 (GPU memory: unknown MiB)' in log  # no nvidia-smi: every run at once
+    assert sorted(os.listdir(tmp_path)) == ['busbra_gpu.tar.gz', 'run.log']  # a device call brings back 8 files
+
+
+FAKE_NVIDIA_SMI = r'''#!/bin/bash
+# An 80 GB card: its memory total, and a sample every 0.2 s (for -l) until stopped
+case "$*" in
+    *"-l "*) while true; do echo "4096, 81559, 35"; sleep 0.2; done ;;
+    *memory.total*noheader*) echo 81559 ;;
+    *) echo "name, memory.used [MiB]"; echo "Fake GPU, 0 MiB" ;;
+esac
+'''
+
+
+def test_jobs_and_usage_samples_from_nvidia_smi(kit, tmp_path):
+    """On an 80 GB card without --jobs, 16 runs at a time; the GPU's use is sampled into gpu_usage.csv, packed
+    in the tarball (the sampler stopped before it), and nothing else is left in OUT."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    (bin_dir / 'nvidia-smi').write_text(FAKE_NVIDIA_SMI)
+    (bin_dir / 'nvidia-smi').chmod(0o755)
+    out = tmp_path / 'out'
+    res = run('--kit', kit, '--out', out, '--budget-s', 5, '--no-smoke', path=bin_dir)
+    assert res.returncode == 1 and 'no time to train' in res.stdout, res.stdout[-2000:] + res.stderr[-2000:]
+    assert '--jobs 16 (GPU memory: 81559 MiB)' in res.stdout
+    with tarfile.open(out / 'busbra_gpu.tar.gz') as t:
+        samples = t.extractfile('gpu_usage.csv').read().decode().splitlines()
+        assert set(samples) == {'4096, 81559, 35'} and 'nvidia_smi.csv' in t.getnames()
+        assert '--jobs 16' in json.load(t.extractfile('kit.json'))['command']
+    assert sorted(os.listdir(out)) == ['busbra_gpu.tar.gz', 'run.log']
+    res = run('--kit', kit, '--out', tmp_path / 'out2', '--budget-s', 5, '--no-smoke', '--jobs', 3, path=bin_dir)
+    with tarfile.open(tmp_path / 'out2' / 'busbra_gpu.tar.gz') as t:
+        assert '--jobs 16' not in res.stdout and '--jobs 3' in json.load(t.extractfile('kit.json'))['command']
 
 
 @pytest.mark.slow

@@ -345,7 +345,7 @@ def main(argv=None) -> int:
     print('\nDevice call (the run tool):')
     print(f'  carry=["{rel}"]')
     print(f'  command: bash tools/gpu/run_busbra.sh --kit {rel} --out "$OUT" --budget-s 540 --commit SHA')
-    print('  timeout_s: 600; kind: the 141 GB card (nvidia-h200) where it is lent: its 23 runs (an estimated '
+    print('  timeout_s: 600; kind: the 141 GB card (nvidia-h200) where it is lent: its runs (an estimated '
           '60-80 GB) all fit at once; an 80 GB card runs 16 at a time, the learning curve last')
     print('Afterwards, unpack the results here:')
     print('  python tools/gpu/collect_results.py OUT/busbra_gpu.tar.gz')

@@ -57,6 +57,7 @@ exec > >(tee -a "$out/run.log") 2>&1
 tee_pid=$!
 elapsed() { echo $(( $(date +%s) - start )); }
 say() { echo "[gpu $(elapsed)s] $*"; }
+time_left() { local t=$(( budget - $(elapsed) )); echo $(( t > 1 ? t : 1 )); }  # a limit for timeout (0: none)
 py=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
 
@@ -90,28 +91,30 @@ print(":".join(sorted({d for p in nvidia.__path__ for d in glob.glob(p + "/*/inc
     cuda_build_s=$(( budget / 2 ))
     if [ "$stage2_only" = 1 ]; then
         say "building mmcv 2.1.0 with CPU ops ($(nproc) jobs): stage 2 alone needs no CUDA op"
-        build_mmcv 0 $(( budget - $(elapsed) )) || { say "the mmcv build failed"; exit 1; }
+        build_mmcv 0 "$(time_left)" || { say "the mmcv build failed"; exit 1; }
     else
         say "building mmcv 2.1.0 with CUDA ops (TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}, $(nproc) jobs)"
         if ! build_mmcv 1 "$cuda_build_s"; then
             say "the mmcv build with CUDA ops failed (its errors are above); building it with CPU ops instead:" \
                 "the detectors need CUDA ops, so this run is stage 2 alone (ground-truth crops)"
             rm -rf "$site"/mmcv "$site"/mmcv-*.dist-info
-            build_mmcv 0 $(( budget - $(elapsed) )) || { say "the mmcv build failed"; exit 1; }
+            build_mmcv 0 "$(time_left)" || { say "the mmcv build failed"; exit 1; }
             stage2_only=1 stage2_reason="mmcv's CUDA ops did not build"
+            smoke=0  # what is left of the budget goes to training: the smoke pass guards CUDA-only failures
         fi
     fi
 fi
 export PYTHONPATH=$here${PYTHONPATH:+:$PYTHONPATH}
 # preflight: the stack imports, and mmcv's ops run where the detectors will run them (NMS, and RoIAlign in the
 # detectors' float16); CUDA ops that built but fail on this GPU leave stage 2, which needs none of them
-preflight=$("$py" - "$stage2_only" <<'PY'
+preflight=$(timeout --kill-after=10 120 "$py" - "$stage2_only" <<'PY'
 import sys
 import torch, mmcv, mmdet, mmpretrain, mmengine  # noqa: E401
 from mmcv.ops import RoIAlign, nms
 cuda = torch.cuda.is_available()
 dev = 'cuda' if cuda else 'cpu'
 ops = 'cpu' if sys.argv[1] == '1' else dev  # stage 2 alone: the recognisers run on the GPU, mmcv's ops on CPU
+name = torch.cuda.get_device_name(0) if cuda else 'CPU only'  # before a failing kernel can poison the context
 
 
 def check(where):
@@ -132,7 +135,7 @@ except Exception as e:  # noqa: BLE001 (any failure of the ops decides the same 
     check('cpu')
     ops = 'cpu'
 print(f'torch {torch.__version__}, CUDA {torch.version.cuda if cuda else "none"}, '
-      f'{torch.cuda.get_device_name(0) if cuda else "CPU only"}, mmcv {mmcv.__version__} (NMS and RoIAlign on '
+      f'{name}, mmcv {mmcv.__version__} (NMS and RoIAlign on '
       f'{ops} OK), mmdet {mmdet.__version__}, mmpretrain {mmpretrain.__version__}, mmengine {mmengine.__version__}',
       file=sys.stderr)
 print(dev, ops)
@@ -212,7 +215,10 @@ if [ "$main_rc" != 0 ] && [ -d "$work/main/rows" ] && [ ! -f "$work/main/report/
 fi
 
 # -- 5. pack --------------------------------------------------------------------------------------------------
-[ -n "$usage_pid" ] && kill "$usage_pid" 2>/dev/null
+if [ -n "$usage_pid" ]; then  # stopped and reaped first: tar fails on a file that grows while it reads it
+    kill "$usage_pid" 2>/dev/null
+    wait "$usage_pid" 2>/dev/null
+fi
 [ -n "$commit" ] || commit=$(git -C "$here" rev-parse HEAD 2>/dev/null || cat "$kit/COMMIT" 2>/dev/null || echo unknown)
 "$py" - "$out/kit.json" <<PY
 import json, sys, time
@@ -234,7 +240,8 @@ for w in work/smoke work/main; do
         $w/runs/*/*/test_*/*/*.png 2>/dev/null | tr '\n' ' ')"
 done
 tar czf busbra_gpu.tar.gz $parts || { say "packing the results failed"; exit 1; }
-rm -f kit.json nvidia_smi.csv gpu_usage.csv
+# what stays in OUT is the tarball and the log: a device call brings back at most 8 files from it
+rm -rf kit.json nvidia_smi.csv gpu_usage.csv work
 say "wrote $out/busbra_gpu.tar.gz ($(du -h busbra_gpu.tar.gz | cut -f1)); smoke exit $smoke_rc, study exit $main_rc"
 rc=1
 [ "$main_rc" = 0 ] && rc=0
