@@ -14,11 +14,22 @@ DEADLINE_MARKER = 'stopped_at_deadline'
 MIN_TRAIN_S = 60
 
 
+def parse_deadline(value, where: str) -> Optional[float]:
+    """A deadline as a Unix time in seconds (``value``: a number or its text); None when unset or empty. A value
+    that is not a number is refused with a message naming ``where`` it came from."""
+    if value is None or value == '':
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f'{where}: expected a Unix time in seconds, got {value!r}') from None
+
+
 def seconds_to_deadline(env: Optional[dict] = None) -> Optional[float]:
     """Seconds from now to ``$MMBUS_STOP_AT`` in ``env`` (else this process's environment); None without one, or
     with a value that is not a number (DeadlineHook refuses that with its own message)."""
-    stop_at = (os.environ if env is None else env).get(DEADLINE_ENV, '')
     try:
-        return float(stop_at) - time.time() if stop_at else None
+        stop_at = parse_deadline((os.environ if env is None else env).get(DEADLINE_ENV), DEADLINE_ENV)
     except ValueError:
         return None
+    return None if stop_at is None else stop_at - time.time()

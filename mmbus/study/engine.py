@@ -14,7 +14,7 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 from mmbus import reporting
-from mmbus.engine import DEADLINE_ENV
+from mmbus.engine import DEADLINE_ENV, parse_deadline
 from mmbus.reporting.context import CONTEXT_FILE, SPEC_FILE
 from mmbus.reporting.methods import DETECTOR, detector_key, method_info
 from mmbus.reporting.results import load_json, write_row
@@ -342,13 +342,9 @@ def deadline_env(share: Optional[float]):
         return None
 
     def env():
-        stop_at = os.environ.get(DEADLINE_ENV)
-        if not stop_at:
+        stop_at = parse_deadline(os.environ.get(DEADLINE_ENV), DEADLINE_ENV)
+        if stop_at is None:
             return {}
-        try:
-            stop_at = float(stop_at)
-        except ValueError:
-            raise ValueError(f'{DEADLINE_ENV}: expected a Unix time in seconds, got {stop_at!r}') from None
         now = time.time()
         return {DEADLINE_ENV: f'{now + float(share) * max(0.0, stop_at - now):.0f}'}
     return env

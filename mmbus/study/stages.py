@@ -72,7 +72,8 @@ class Stage:
 
     ``cmd`` (argv, or a callable returning it once earlier stages ran) runs as a subprocess; ``func``
     runs in-process instead. ``inputs`` (list or callable) are fingerprinted into the key; ``outputs``
-    must exist after success; ``work_dir`` marks a training stage (resume source, cleared on a new key).
+    must exist after success; ``work_dir`` is cleared on a new key; a training stage is one whose outputs hold
+    ``<work_dir>/last_checkpoint`` (its resume source, and not started too near a deadline).
     ``env`` (a callable returning variables, called when the stage starts) adds to the tool's environment
     without entering the key: values that differ from run to run, such as a deadline, do not void a resume.
     ``params`` (JSON values) enter the key: what a ``func`` stage depends on besides its input files (its

@@ -21,16 +21,7 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
 from mmbus.engine import DEADLINE_ENV as ENV_KEY
-from mmbus.engine import DEADLINE_MARKER
-
-
-def _parse(value, where: str) -> Optional[float]:
-    if value is None or value == '':
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f'{where}: expected a Unix time in seconds, got {value!r}') from None
+from mmbus.engine import DEADLINE_MARKER, parse_deadline
 
 
 @HOOKS.register_module()
@@ -39,12 +30,12 @@ class DeadlineHook(Hook):
     priority = 'LOW'
 
     def __init__(self, stop_at: Optional[float] = None):
-        self.stop_at = _parse(stop_at, 'DeadlineHook stop_at')
+        self.stop_at = parse_deadline(stop_at, 'DeadlineHook stop_at')
         self._deadline: Optional[float] = None
         self.stopped_at_iter: Optional[int] = None
 
     def before_train(self, runner) -> None:
-        self._deadline = self.stop_at if self.stop_at is not None else _parse(os.environ.get(ENV_KEY), ENV_KEY)
+        self._deadline = self.stop_at if self.stop_at is not None else parse_deadline(os.environ.get(ENV_KEY), ENV_KEY)
         self._marker = os.path.join(runner.work_dir, DEADLINE_MARKER)
         if runner.rank == 0 and os.path.isfile(self._marker):
             os.remove(self._marker)  # training again: what stopped it before no longer holds
