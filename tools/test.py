@@ -21,7 +21,7 @@ from mmengine.runner import Runner  # noqa: E402
 import mmbus.registry  # noqa: E402,F401  (registers components, fixes checkpoint loading)
 from mmbus.engine.hooks import CheckpointCheckHook  # noqa: E402
 from mmbus.utils.checkpoint import CheckpointError  # noqa: E402
-from mmbus.utils.distributed import setup_distributed  # noqa: E402
+from mmbus.utils.distributed import setup_distributed, teardown_distributed  # noqa: E402
 from mmbus.utils.io import atomic_write_json  # noqa: E402
 
 
@@ -99,10 +99,14 @@ def main(argv=None):
         else:
             from mmengine.evaluator import DumpResults as Dump
         runner.test_evaluator.metrics.append(Dump(out_file_path=args.out))
+    finished = False
     try:
         metrics = evaluate_empty(runner) if _empty_test_set(runner) else runner.test()
+        finished = True
     except CheckpointError as e:
         sys.exit(f'error: {e}')
+    finally:
+        teardown_distributed(finished)
     if args.out_metrics and runner.rank == 0:
         atomic_write_json({k: _plain(v) for k, v in metrics.items()}, args.out_metrics, indent=2)
     return metrics

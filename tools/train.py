@@ -26,7 +26,7 @@ from mmbus.datasets.semi_det_dataset import unlabelled_split  # noqa: E402
 from mmbus.engine.hooks import CheckpointCheckHook  # noqa: E402
 from mmbus.utils.checkpoint import (CheckpointError, find_resumable_checkpoint,  # noqa: E402
                                     verify_checkpoint)
-from mmbus.utils.distributed import setup_distributed  # noqa: E402
+from mmbus.utils.distributed import setup_distributed, teardown_distributed  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -141,16 +141,14 @@ def main(argv=None):
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     if cfg.get('load_from'):
         runner.register_hook(CheckpointCheckHook(checkpoint=cfg.load_from, config=args.config))
+    finished = False
     try:
         runner.train()
+        finished = True
     except CheckpointError as e:
         sys.exit(f'error: {e}')
     finally:
-        # tear the process group down before the interpreter exits: gloo's threads left to the exit handlers
-        # can abort a rank after a finished run ("terminate called without an active exception")
-        import torch.distributed as dist
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+        teardown_distributed(finished)
 
 
 if __name__ == '__main__':

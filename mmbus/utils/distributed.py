@@ -6,6 +6,7 @@ process group already exists and keeps ``device_ids`` from ``model_wrapper_cfg``
 process group ourselves and set ``device_ids=None``; installed packages stay untouched.
 """
 import os
+import time
 
 import torch
 import torch.distributed as dist
@@ -45,3 +46,27 @@ def setup_distributed(cfg, launcher, backend='auto'):
         wrapper['device_ids'] = None  # CPU modules: DDP must not be given a device
         cfg.model_wrapper_cfg = wrapper
     return backend
+
+
+def teardown_distributed(finished=True, settle_s=0.5):
+    """Tear the process group down while the interpreter is still whole; a no-op when not distributed.
+
+    Why: each gloo collective is run by one of the process group's worker threads, which drops its reference to
+    the finished work (and to the tensors the work holds) after the caller has been woken. Dropping a tensor made
+    in Python takes the GIL; when that happens while the interpreter is finalising, the thread is unwound inside
+    a destructor and the whole rank aborts ("terminate called without an active exception") after a run that
+    finished. Core dumps of such aborts show ``ProcessGroupGloo::runLoop`` destroying an ``AsyncBroadcastWork``
+    (mmengine's last metric broadcast) in ``take_gil`` during ``Py_FinalizeEx``; ``destroy_process_group`` alone
+    does not stop these threads (the DDP wrapper still holds the group). So, after a finished run: a barrier
+    (every rank is past its last collective), then a short sleep, which releases the GIL so that the workers can
+    drop their works, then ``destroy_process_group``. After a failure the barrier is skipped: a rank that raised
+    must not wait for ranks that may never arrive.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    gloo = dist.get_backend() == 'gloo'
+    if finished:
+        dist.barrier()
+    if gloo and settle_s > 0:
+        time.sleep(settle_s)
+    dist.destroy_process_group()

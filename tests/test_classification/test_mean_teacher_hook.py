@@ -238,7 +238,8 @@ def _ddp_worker(rank, world_size, port, crop_root, work_dir, out_dir):
     state['_student_head'] = runner.model.module.student.head.fc.weight\
         .detach().clone()
     torch.save(state, osp.join(out_dir, f'rank{rank}.pth'))
-    dist.destroy_process_group()
+    from mmbus.utils.distributed import teardown_distributed
+    teardown_distributed()  # a barrier and the gloo threads' settling first: see its docstring
 
 
 def test_two_process_cpu_ddp_identical_teachers(crop_root, tmp_path):

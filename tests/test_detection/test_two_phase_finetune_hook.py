@@ -210,7 +210,8 @@ def _ddp_worker(rank, world_size, port, work_dir, n):
     start = {k: v.clone() for k, v in runner.model.module.state_dict().items()}
     runner.train()
     torch.save(dict(start=start, states=recorder.states), os.path.join(work_dir, f'rank{rank}.pt'))
-    dist.destroy_process_group()
+    from mmbus.utils.distributed import teardown_distributed
+    teardown_distributed()  # a barrier and the gloo threads' settling first: see its docstring
 
 
 def test_ddp_two_processes_restore_method(tmp_path):
