@@ -21,6 +21,7 @@ from typing import List
 
 import numpy as np
 from mmengine.fileio import load
+import mmbus.compat  # noqa: F401,I100  (before mmpretrain.models: see switch_off_unusable_multimodal)
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 

@@ -36,6 +36,7 @@ from typing import List, Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import mmbus.compat  # noqa: F401,I100  (before mmpretrain.models: see switch_off_unusable_multimodal)
 from mmpretrain.models.classifiers import BaseClassifier, ImageClassifier
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample

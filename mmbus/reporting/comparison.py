@@ -92,7 +92,7 @@ def comparison_section(ctx: ReportContext, rows: List[dict], baseline: str, x_ke
     gids = list(dict.fromkeys(r['gid'] for r in rows))
     rep = dict(study=ctx.name, schedule=ctx.schedule, summary={}, paired=[])
     md = [f'#{level} {heading}\n', f'Schedule `{ctx.schedule}`; {len(gids)} grid point(s) x '
-          f'{len(methods)} method(s). Test AUC [DeLong 95% CI].\n']
+          f'{len(methods)} method(s). AUC [DeLong 95% CI] on each test set.\n']
     paired = paired_differences(ctx, rows, baseline) if baseline in methods else []
     rep['paired'] = paired
     for ts in dict.fromkeys(r['test_set'] for r in rows):

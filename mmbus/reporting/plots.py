@@ -89,6 +89,9 @@ def plot_metric_by(rows: Sequence[dict], x_key: str, path: str, xlabel: str, tit
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
     series = metric_series(rows, x_key, metric)
+    # a setting by name (e.g. consistency_on 'all' / 'unlabelled'): its values side by side, in sorted order
+    names = sorted({x for s in series.values() for x in s['xs'] if not is_num(x)}, key=str)
+    at = {name: i for i, name in enumerate(names)}
     for j, (method, s) in enumerate(series.items()):
         what = f' (mean ± sd of {max(s["draws"])})' if s['mean_sd'] else ''
         if s['level']:  # independent of x: a level across the plot
@@ -97,12 +100,14 @@ def plot_metric_by(rows: Sequence[dict], x_key: str, path: str, xlabel: str, tit
             ax.axhspan(s['lo'][0], s['hi'][0], color=f'C{j}', alpha=0.08)
             continue
         off = (j - (len(series) - 1) / 2) * (0.0 if percent_x else 0.08)
-        x = [(100 * v if percent_x else v + off) for v in s['xs']]
+        x = [at[v] + off if v in at else (100 * v if percent_x else v + off) for v in s['xs']]
         err = np.array([[y - lo for y, lo in zip(s['ys'], s['lo'])], [hi - y for y, hi in zip(s['ys'], s['hi'])]])
         ax.errorbar(x, s['ys'], yerr=err, marker='o', capsize=3, label=title(method) + what)
+    if names:
+        ax.set_xticks(range(len(names)), [str(n) for n in names])
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(f'test {metric.upper()}' + (' (mean ± sd over draws)' if any(s['mean_sd'] for s in series.values())
-                                              else ' (95% CI)'))
+    several = any(s['mean_sd'] for s in series.values())
+    ax.set_ylabel(metric.upper() + (' (mean ± sd over draws)' if several else ' (95% CI)'))
     ax.set_title(title_text, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

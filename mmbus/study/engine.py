@@ -14,7 +14,7 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 from mmbus import reporting
-from mmbus.engine import DEADLINE_ENV, parse_deadline
+from mmbus.engine import DEADLINE_ENV, MIN_TRAIN_S, parse_deadline
 from mmbus.reporting.context import CONTEXT_FILE, SPEC_FILE
 from mmbus.reporting.methods import DETECTOR, detector_key, method_info
 from mmbus.reporting.results import load_json, write_row
@@ -337,7 +337,9 @@ class Study(ClassifierStages):
 
 def deadline_env(share: Optional[float]):
     """A stage environment that ends training at ``share`` of the time left before ``$MMBUS_STOP_AT``,
-    counted from the moment the stage starts (a detector another one starts from needs to finish first)."""
+    counted from the moment the stage starts (a detector another one starts from needs to finish first), but
+    never under twice ``MIN_TRAIN_S`` while that much is left: a share of a short window would otherwise fall
+    under the least a run is started with, and the stage would be refused with time to spare."""
     if share is None:
         return None
 
@@ -346,5 +348,6 @@ def deadline_env(share: Optional[float]):
         if stop_at is None:
             return {}
         now = time.time()
-        return {DEADLINE_ENV: f'{now + float(share) * max(0.0, stop_at - now):.0f}'}
+        left = max(0.0, stop_at - now)
+        return {DEADLINE_ENV: f'{now + max(float(share) * left, min(left, 2 * MIN_TRAIN_S)):.0f}'}
     return env

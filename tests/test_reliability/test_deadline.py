@@ -126,3 +126,21 @@ def test_seconds_to_deadline(monkeypatch):
     assert seconds_to_deadline({ENV_KEY: 'tomorrow'}) is None  # DeadlineHook names the bad value itself
     monkeypatch.setenv(ENV_KEY, str(now + 50))
     assert seconds_to_deadline() == pytest.approx(50, abs=2)
+
+
+def test_a_stage_share_of_the_deadline_keeps_a_startable_minimum(monkeypatch):
+    """A detector with budget_share 0.5: half the window it starts with, but never under 2 x MIN_TRAIN_S while
+    that much is left (half of a short window would be refused by the study engine with time to spare)."""
+    from mmbus.engine import MIN_TRAIN_S
+    from mmbus.study.engine import deadline_env
+    assert deadline_env(None) is None
+    now = 1_000_000.0
+    monkeypatch.setattr(time, 'time', lambda: now)
+    monkeypatch.delenv(ENV_KEY, raising=False)
+    assert deadline_env(0.5)() == {}  # no deadline: none for the stage either
+    for window, expected in ((1000, 500),                      # half of a long window
+                             (150, 2 * MIN_TRAIN_S),           # half would be 75 s: the minimum, 120 s
+                             (50, 50),                         # less than the minimum left: all of it
+                             (-10, 0)):                        # past the deadline: now (the engine refuses it)
+        monkeypatch.setenv(ENV_KEY, str(now + window))
+        assert float(deadline_env(0.5)()[ENV_KEY]) == now + expected, window

@@ -149,3 +149,34 @@ def test_metric_series_by_hand():
     assert s['ys'] == pytest.approx([0.80, 0.85])
     sd = 0.0141421356  # sqrt(((0.84 - 0.85)^2 + (0.86 - 0.85)^2) / 1)
     assert s['lo'] == pytest.approx([0.70, 0.85 - sd]) and s['hi'] == pytest.approx([0.90, 0.85 + sd])
+
+
+def test_a_setting_by_name_is_plotted_side_by_side(tmp_path):
+    """A study over a setting whose values are names (consistency_on: 'unlabelled' / 'all'): the values stand
+    side by side, in sorted order, labelled by name (a numeric axis cannot place them)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    from mmbus.reporting import plots
+    rows = [dict(method='mt', grid=dict(consistency_on=on, seed=s), metrics=dict(auc=a))
+            for on, aucs in (('unlabelled', (0.82, 0.81)), ('all', (0.81, 0.80))) for s, a in enumerate(aucs)]
+    seen = {}
+    close = plt.close
+    plots_save = plots.save_fig
+
+    def keep(fig, path):
+        ax = fig.axes[0]
+        seen['ticks'] = [t.get_text() for t in ax.get_xticklabels()]
+        seen['x'] = list(ax.lines[0].get_xdata())
+        return plots_save(fig, path)
+
+    plots.save_fig = keep
+    try:
+        out = plots.plot_metric_by(rows, 'consistency_on', str(tmp_path / 'by_name.png'), 'consistency on', 't')
+    finally:
+        plots.save_fig = plots_save
+        close('all')
+    import os
+    assert os.path.getsize(out) > 0
+    assert seen['ticks'] == ['all', 'unlabelled'] and seen['x'] == [0, 1]

@@ -125,12 +125,13 @@ def test_toy_run_end_to_end(kit, tmp_path):
 
 FAKE_PYTHON = r'''#!/bin/bash
 # The lent machine where mmcv's CUDA ops do not build: the stack is not installed (the import check fails), a pip
-# build with FORCE_CUDA=1 fails, one without succeeds (each logged); everything else is this machine's Python.
+# build with FORCE_CUDA=1 fails (unless CUDA_BUILD_FAILS=0), one without succeeds (each logged); everything else
+# is this machine's Python.
 if [ "${1-}" = -c ] && [[ "${2-}" == *"import mmcv.ops"* ]]; then exit 1; fi
 if [ "${1-}" = -m ] && [ "${2-}" = pip ]; then
     echo "pip FORCE_CUDA=${FORCE_CUDA-} CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-unset} ${*: -1}" >> "$PIP_LOG"
     echo "include FORCE_CUDA=${FORCE_CUDA-} ${CPLUS_INCLUDE_PATH-}" >> "$PIP_LOG"
-    [ "${FORCE_CUDA-}" = 1 ] && exit 1
+    [ "${FORCE_CUDA-}" = 1 ] && [ "${CUDA_BUILD_FAILS-1}" = 1 ] && exit 1
     exit 0
 fi
 exec "$REAL_PYTHON" "$@"
@@ -201,3 +202,61 @@ def test_stage2_alone_when_mmcv_cuda_ops_do_not_build(kit, tmp_path):
     with tarfile.open(tmp_path / 'out2' / 'busbra_gpu.tar.gz') as t:
         info = json.load(t.extractfile('kit.json'))
     assert info['stage2_only_why'] == '--stage2-only' and info['command'].endswith('--stage2-only')
+
+
+def test_a_setup_call_then_a_study_call_on_the_warm_machine(kit, tmp_path):
+    """--setup-only --site DIR installs the wheels and builds mmcv into DIR and stops; a later call with the same
+    --site uses that install as it is (no pip); a kit with other wheels is installed afresh into an emptied DIR;
+    a --site holding files the script did not put there is refused, its files untouched."""
+    wheels = tmp_path / 'kit_wheels'
+    (wheels / 'wheels').mkdir(parents=True)
+    for name in ('mmcv-2.1.0.tar.gz', 'mmdet-3.3.0-py3-none-any.whl'):
+        (wheels / 'wheels' / name).write_text('')
+    (wheels / 'busbra').symlink_to(kit / 'busbra')
+    fake = tmp_path / 'python'
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    pip_log = tmp_path / 'pip.log'
+    env = dict(os.environ, PYTHON=str(fake), REAL_PYTHON=sys.executable, PIP_LOG=str(pip_log), OMP_NUM_THREADS='1',
+               CUDA_BUILD_FAILS='0')
+    site = tmp_path / 'site'
+
+    def call(out, *args):
+        res = subprocess.run(['bash', SCRIPT, '--kit', str(wheels), '--out', str(out), '--site', str(site),
+                              *map(str, args)],
+                             capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+        return res, res.stdout + res.stderr
+
+    def mmcv_builds():
+        lines = pip_log.read_text().splitlines() if pip_log.exists() else []
+        return [line.split()[1] for line in lines if line.startswith('pip ') and line.endswith('.tar.gz')]
+
+    res, log = call(tmp_path / 'o1', '--setup-only', '--no-smoke', '--budget-s', 300)
+    assert res.returncode == 0, log[-3000:]
+    assert mmcv_builds() == ['FORCE_CUDA=1'] and 'no study in this call' in log
+    assert (site / '.mmbus_stack').read_text().splitlines()[0] == 'CUDA'
+    assert sorted(os.listdir(tmp_path / 'o1')) == ['busbra_gpu.tar.gz', 'run.log']
+    with tarfile.open(tmp_path / 'o1' / 'busbra_gpu.tar.gz') as t:
+        info = json.load(t.extractfile('kit.json'))
+    assert info['setup_only'] is True and info['command'].endswith(f'--site {site} --setup-only')
+    assert info['study_exit'] == 'skipped'
+
+    pip_log.unlink()
+    res, log = call(tmp_path / 'o2', '--no-smoke', '--budget-s', 5)
+    assert 'using the stack an earlier call installed' in log and 'mmcv with CUDA ops' in log, log[-3000:]
+    assert not pip_log.exists()  # nothing installed or built again
+    assert res.returncode == 1 and 'no time to train' in log  # (5 s: no study; the reuse is what is tested)
+
+    (wheels / 'wheels' / 'mmengine-0.10.7-py3-none-any.whl').write_text('')  # another kit
+    (site / 'left_over').write_text('')
+    res, log = call(tmp_path / 'o3', '--setup-only', '--no-smoke', '--budget-s', 300)
+    assert res.returncode == 0 and mmcv_builds() == ['FORCE_CUDA=1'], log[-3000:]
+    assert not (site / 'left_over').exists() and 'mmengine-0.10.7' in (site / '.mmbus_stack').read_text()
+
+    mine = tmp_path / 'mine'
+    mine.mkdir()
+    (mine / 'notes.txt').write_text('keep')
+    res = subprocess.run(['bash', SCRIPT, '--kit', str(wheels), '--out', str(tmp_path / 'o4'), '--site', str(mine),
+                          '--setup-only', '--no-smoke'], capture_output=True, text=True, cwd=REPO, env=env)
+    assert res.returncode == 2 and 'holds files this script did not put there' in res.stdout + res.stderr
+    assert os.listdir(mine) == ['notes.txt']

@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# BUS-BRA at paper scale on one lent GPU machine, in one call: both stages, every method, one tarball back.
+# BUS-BRA at paper scale on one lent GPU machine, in one call (or two): both stages, every method, one tarball back.
 #
-#   bash tools/gpu/run_busbra.sh --kit gpu_kit --out "$OUT" [--budget-s 540] [--smoke-s 100] [--jobs N]
+#   bash tools/gpu/run_busbra.sh --kit gpu_kit --out "$OUT" [--budget-s 540] [--smoke-s 60] [--jobs N]
 #                                [--schedule paper|toy] [--no-smoke] [--stage2-only] [--commit SHA]
+#                                [--site DIR] [--setup-only]
+#
+# Two calls back to back on the warm machine give training about twice the time of one: the first
+# (--setup-only --site .gpu_site --budget-s 360, about 4 minutes) installs, builds mmcv, runs the preflight and the smoke pass
+# and packs their results; the second (--site .gpu_site --no-smoke) finds the stack built in .gpu_site (a folder
+# git ignores, which the device keeps between calls on a warm machine) and spends its budget on the study. On a
+# fresh machine the second call builds again, as a single call does.
 #
 # The kit (tools/gpu/prepare_kit.py) holds the compact BUS-BRA copy (kit/busbra) and the wheels the machine
 # lacks (kit/wheels: mmengine, mmdet, mmpretrain, pycocotools and their pure-Python needs, the mmcv 2.1.0 sdist).
 # Steps, all inside --budget-s seconds from the start (the device call's limit less a margin):
-#   1. install the wheels into a fresh temporary folder and build mmcv with its CUDA ops (16 cores: about 3 minutes, at
-#      most half the budget); skipped where mmcv.ops already imports (this machine's own environment, the CPU test).
-#      Should that build fail, or its ops fail on the GPU (the preflight runs NMS and RoIAlign there), mmcv is built with
-#      its CPU ops (or kept) and the run is stage 2 alone (the recognisers need no mmcv op; the detectors do);
+#   1. install the wheels into --site (default: a fresh temporary folder) and build mmcv with its CUDA ops (16
+#      cores: about 3 minutes, at most half the budget); skipped where mmcv.ops already imports (this machine's own
+#      environment, the CPU test). Should that build fail, or its ops fail on the GPU (the preflight runs NMS and
+#      RoIAlign there), mmcv is built with its CPU ops (or kept) and the run is stage 2 alone (the recognisers need
+#      no mmcv op; the detectors do);
+#      a --site that holds a finished install of the same kit is used as it is;
 #   2. smoke pass: configs/studies/busbra_gpu.py (busbra_gpu_stage2.py with --stage2-only) at --schedule toy on the
 #      kit's data (a few iterations of every piece, tests, report), so a failure that only CUDA shows costs a
-#      minute, not the run;
+#      minute, not the run; --setup-only stops after it (and packs it);
 #   3. the study itself (--keep-going: a failed run stops only what depends on it), with every training run ending
 #      cleanly at $MMBUS_STOP_AT (DeadlineHook), set to leave time for the tests, the crops and the report;
 #   4. a report from the runs that finished, if the study did not end by itself;
@@ -23,7 +32,8 @@
 # travels has no .git: --commit records the commit it was (else kit/COMMIT, written by prepare_kit.py).
 set -uo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
-kit='' out='' budget=540 smoke_s=100 jobs='' schedule=paper smoke=1 commit='' stage2_only=0 stage2_reason=''
+kit='' out='' budget=540 smoke_s=60 jobs='' schedule=paper smoke=1 commit='' stage2_only=0 stage2_reason=''
+site_dir='' site_arg='' setup_only=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --kit) kit=$2; shift 2 ;;
@@ -35,7 +45,9 @@ while [ $# -gt 0 ]; do
         --no-smoke) smoke=0; shift ;;
         --stage2-only) stage2_only=1 stage2_reason='--stage2-only'; shift ;;
         --commit) commit=$2; shift 2 ;;
-        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        --site) site_dir=$2 site_arg=$2; shift 2 ;;
+        --setup-only) setup_only=1; shift ;;
+        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
         *) echo "run_busbra.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -60,14 +72,43 @@ say() { echo "[gpu $(elapsed)s] $*"; }
 time_left() { local t=$(( budget - $(elapsed) )); echo $(( t > 1 ? t : 1 )); }  # a limit for timeout (0: none)
 py=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
+# the Python's own bin folder first: torch's extension builder looks for ninja on PATH, and without it compiles
+# one file at a time (a 16-core build would not end within its limit)
+py_bin=$(dirname "$(command -v "$py")")
+export PATH=$py_bin:$PATH
+# what a --site must hold to be used as it is: an install of exactly these wheels, for this Python
+stack_id() {
+    echo "python $("$py" -c 'import sys; print(sys.version.split()[0])' 2>/dev/null)"
+    ls -l "$kit"/wheels 2>/dev/null | awk 'NR > 1 {print $5, $NF}'
+}
 
 # -- 1. install ------------------------------------------------------------------------------------------
+marker=''
+[ -n "$site_dir" ] && { mkdir -p "$site_dir" && site_dir=$(cd "$site_dir" && pwd) && marker=$site_dir/.mmbus_stack; }
 if "$py" -c 'import mmcv.ops, mmdet, mmpretrain' 2>/dev/null; then
     say "the OpenMMLab stack is installed already; no install"
+elif [ -n "$marker" ] && [ -f "$marker" ] && [ "$(tail -n +2 "$marker")" = "$(stack_id)" ]; then
+    export PYTHONPATH=$site_dir${PYTHONPATH:+:$PYTHONPATH}
+    say "using the stack an earlier call installed in $site_dir (mmcv with $(head -1 "$marker") ops); no install"
+    if [ "$(head -1 "$marker")" = CPU ] && [ "$stage2_only" = 0 ]; then
+        stage2_only=1 stage2_reason="the stack in --site has mmcv with CPU ops only"
+    fi
 else
     [ -d "$kit/wheels" ] || { say "no $kit/wheels and no installed mmcv: cannot run"; exit 1; }
-    site=$(mktemp -d)   # fresh: pip --target into a folder of an earlier call would keep its packages
-    say "installing the kit's wheels into $site"
+    # fresh: pip --target into a folder of an earlier call would keep its packages
+    if [ -n "$site_dir" ]; then
+        # emptied only when this script made it (.mmbus_site, written first: an install cut off halfway is redone)
+        if [ -n "$(ls -A "$site_dir")" ] && [ ! -f "$site_dir/.mmbus_site" ]; then
+            say "--site $site_dir holds files this script did not put there; give an empty or new folder"
+            exit 2
+        fi
+        find "$site_dir" -mindepth 1 -delete && touch "$site_dir/.mmbus_site" || exit 1
+        site=$site_dir
+    else
+        site=$(mktemp -d)
+    fi
+    ninja_v=$(ninja --version 2>/dev/null) || ninja_v='not found: files are compiled one at a time'
+    say "installing the kit's wheels into $site (ninja: $ninja_v)"
     "$py" -m pip install -q --no-index --no-deps --no-compile --target "$site" "$kit"/wheels/*.whl || exit 1
     export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
     # torch's CUDA headers include those of CUDA libraries (cusparse.h, cublas_v2.h) that pip's nvidia-* packages
@@ -87,8 +128,10 @@ print(":".join(sorted({d for p in nvidia.__path__ for d in glob.glob(p + "/*/inc
             "$([ "$rc" = 124 ] || [ "$rc" = 137 ] && echo "(stopped at its limit of ${2}s)")"
         return $rc
     }
-    # the CUDA build gets at most half the budget (a hung or very slow build must leave time for stage 2)
+    # the CUDA build gets at most half the budget (a hung or very slow build must leave time for stage 2), or in
+    # a setup call all but the smoke pass and a minute for the preflight and the packing
     cuda_build_s=$(( budget / 2 ))
+    [ "$setup_only" = 1 ] && cuda_build_s=$(( budget - smoke_s - 60 > budget / 2 ? budget - smoke_s - 60 : budget / 2 ))
     if [ "$stage2_only" = 1 ]; then
         say "building mmcv 2.1.0 with CPU ops ($(nproc) jobs): stage 2 alone needs no CUDA op"
         build_mmcv 0 "$(time_left)" || { say "the mmcv build failed"; exit 1; }
@@ -103,14 +146,21 @@ print(":".join(sorted({d for p in nvidia.__path__ for d in glob.glob(p + "/*/inc
             smoke=0  # what is left of the budget goes to training: the smoke pass guards CUDA-only failures
         fi
     fi
+    # a later call with the same --site uses this install as it is (first line: the ops mmcv was built with)
+    [ -n "$marker" ] && { echo "$([ "$stage2_only" = 1 ] && echo CPU || echo CUDA)"; stack_id; } > "$marker"
 fi
 export PYTHONPATH=$here${PYTHONPATH:+:$PYTHONPATH}
 # preflight: the stack imports, and mmcv's ops run where the detectors will run them (NMS, and RoIAlign in the
 # detectors' float16); CUDA ops that built but fail on this GPU leave stage 2, which needs none of them
-preflight=$(timeout --kill-after=10 120 "$py" - "$stage2_only" <<'PY'
+# at most 2 minutes, and at most 45 s past the budget (inside the device call's margin beyond it)
+pre_s=$(( $(time_left) + 45 )); [ "$pre_s" -gt 120 ] && pre_s=120
+preflight=$(timeout --kill-after=10 "$pre_s" "$py" - "$stage2_only" <<'PY'
 import sys
 import torch, mmcv, mmdet, mmpretrain, mmengine  # noqa: E401
 from mmcv.ops import RoIAlign, nms
+from mmengine.utils.dl_utils import collect_env
+import mmbus.registry  # noqa: F401 (registers mmbus and imports mmdet.models and mmpretrain.models, as every run does)
+collect_env()  # what every Runner calls first (it imports distutils, which Python 3.12 has only through setuptools)
 cuda = torch.cuda.is_available()
 dev = 'cuda' if cuda else 'cpu'
 ops = 'cpu' if sys.argv[1] == '1' else dev  # stage 2 alone: the recognisers run on the GPU, mmcv's ops on CPU
@@ -154,6 +204,11 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 # fragmentation than the caching allocator's fixed blocks
 export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 
+gpu_mode=$(nvidia-smi --query-gpu=compute_mode --format=csv,noheader 2>/dev/null | head -1)
+if [[ "$gpu_mode" == *Exclusive* ]]; then  # one process may hold the GPU: the runs must go one after another
+    say "the GPU's compute mode is $gpu_mode: one run at a time"
+    jobs=1
+fi
 if [ -z "$jobs" ]; then  # runs at a time: all of them (23) where the GPU holds them, fewer on an 80 GB card
     # (about 3 GB a recogniser, 5 a detector, estimated); a run queued until too near the deadline is not started
     gpu_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -1)
@@ -188,17 +243,22 @@ if [ "$smoke" = 1 ] && [ "$schedule" != toy ]; then
 fi
 
 # -- 3. the study, ending by the budget ----------------------------------------------------------------
-# tests, detector crops, the two-stage tests and the report need about a minute and a half after training
-reserve=$(( budget / 6 > 90 ? budget / 6 : 90 ))
+# after training: the last validations, a test per run (two dozen new processes at once), the detector crops,
+# the two-stage tests and the report, estimated at up to two and a half minutes; the study is stopped 45 s
+# before the budget ends, which leaves the fallback report (step 4) and the packing their own time
+reserve=$(( budget / 4 > 150 ? budget / 4 : 150 ))
 left=$(( budget - $(elapsed) ))
-if [ "$left" -le $(( reserve + 30 )) ]; then
+if [ "$setup_only" = 1 ]; then
+    say "--setup-only: the stack is ready${marker:+ in $site_dir}; no study in this call"
+    main_rc=skipped
+elif [ "$left" -le $(( reserve + 60 )) ]; then  # 60 s: the least a training run is started with (MIN_TRAIN_S)
     say "only ${left}s of the budget left: no time to train; packing what there is"
     main_rc=skipped
 else
     export MMBUS_STOP_AT=$(( $(date +%s) + left - reserve ))
     say "study at schedule $schedule: training ends by $(date -d "@$MMBUS_STOP_AT" +%T) ($(( left - reserve ))s)," \
-        "everything by $(date -d "@$(( $(date +%s) + left - 20 ))" +%T)"
-    study "$work/main" "$schedule" $(( left - 20 )) 29500
+        "everything by $(date -d "@$(( $(date +%s) + left - 45 ))" +%T)"
+    study "$work/main" "$schedule" $(( left - 45 )) 29500
     main_rc=$?
     unset MMBUS_STOP_AT
     say "study ended (exit $main_rc)"
@@ -207,7 +267,7 @@ fi
 # -- 4. report from what finished ---------------------------------------------------------------------------
 # (the study draws its own report even with failed runs; this is for a study stopped before its report stage)
 if [ "$main_rc" != 0 ] && [ -d "$work/main/rows" ] && [ ! -f "$work/main/report/report.md" ]; then
-    left=$(( budget - $(elapsed) - 15 ))
+    left=$(( budget - $(elapsed) - 10 ))
     if [ "$left" -gt 5 ]; then
         say "building the report from the runs that finished"
         timeout "$left" "$py" -m mmbus.reporting.report "$work/main" || say "the fallback report failed"
@@ -223,8 +283,10 @@ fi
 "$py" - "$out/kit.json" <<PY
 import json, sys, time
 json.dump(dict(command='bash tools/gpu/run_busbra.sh --kit KIT --out OUT --budget-s $budget --smoke-s $smoke_s '
-                       '--jobs $jobs --schedule $schedule' + (' --stage2-only' if "$stage2_reason" == '--stage2-only' else ''),
+                       '--jobs $jobs --schedule $schedule' + (' --stage2-only' if "$stage2_reason" == '--stage2-only' else '')
+                       + (' --site $site_arg' if '$site_arg' else '') + (' --setup-only' if $setup_only else ''),
                spec='${spec#$here/}', stage2_only_why="$stage2_reason" or None, commit='$commit', device='$device',
+               setup_only=bool($setup_only),
                smoke_exit='$smoke_rc', study_exit='$main_rc', budget_s=$budget, wall_s=$(elapsed),
                finished=time.strftime('%Y-%m-%d %H:%M:%S')), open(sys.argv[1], 'w'), indent=1)
 PY
@@ -239,12 +301,18 @@ for w in work/smoke work/main; do
         $w/eval $w/*/*/vis_data/scalars.json $w/runs/*/*/*/vis_data/scalars.json $w/runs/*/*/calibration*.json \
         $w/runs/*/*/test_*/*/*.png 2>/dev/null | tr '\n' ' ')"
 done
-tar czf busbra_gpu.tar.gz $parts || { say "packing the results failed"; exit 1; }
-# what stays in OUT is the tarball and the log: a device call brings back at most 8 files from it
+tar czf busbra_gpu.tar.gz $parts
+tar_rc=$?  # 1: a file changed while read (the archive is written all the same); 2: a fatal error
+# what stays in OUT is the tarball and the log, whatever tar said: a device call brings back at most 8 files
 rm -rf kit.json nvidia_smi.csv gpu_usage.csv work
+[ "$tar_rc" -le 1 ] && [ -s busbra_gpu.tar.gz ] || { say "packing the results failed (tar exit $tar_rc)"; exit 1; }
 say "wrote $out/busbra_gpu.tar.gz ($(du -h busbra_gpu.tar.gz | cut -f1)); smoke exit $smoke_rc, study exit $main_rc"
 rc=1
 [ "$main_rc" = 0 ] && rc=0
+if [ "$setup_only" = 1 ]; then  # a setup call succeeds with its smoke pass
+    rc=0
+    [ "$smoke_rc" = 0 ] || [ "$smoke_rc" = skipped ] || rc=1
+fi
 exec >&- 2>&-   # the log's tee sees its end of input and writes the last lines before the call returns
 wait "$tee_pid" 2>/dev/null
 exit $rc
