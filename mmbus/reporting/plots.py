@@ -89,9 +89,10 @@ def plot_metric_by(rows: Sequence[dict], x_key: str, path: str, xlabel: str, tit
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
     series = metric_series(rows, x_key, metric)
-    # a setting by name (e.g. consistency_on 'all' / 'unlabelled'): its values side by side, in sorted order
-    names = sorted({x for s in series.values() for x in s['xs'] if not is_num(x)}, key=str)
-    at = {name: i for i, name in enumerate(names)}
+    # a setting by name (e.g. consistency_on 'all' / 'unlabelled'): every value side by side, in sorted order
+    xs = {x for s in series.values() for x in s['xs']}
+    names = sorted(xs, key=str) if any(not is_num(x) for x in xs) else []
+    at = {str(name): i for i, name in enumerate(names)}
     for j, (method, s) in enumerate(series.items()):
         what = f' (mean ± sd of {max(s["draws"])})' if s['mean_sd'] else ''
         if s['level']:  # independent of x: a level across the plot
@@ -100,7 +101,7 @@ def plot_metric_by(rows: Sequence[dict], x_key: str, path: str, xlabel: str, tit
             ax.axhspan(s['lo'][0], s['hi'][0], color=f'C{j}', alpha=0.08)
             continue
         off = (j - (len(series) - 1) / 2) * (0.0 if percent_x else 0.08)
-        x = [at[v] + off if v in at else (100 * v if percent_x else v + off) for v in s['xs']]
+        x = [at[str(v)] + off if names else (100 * v if percent_x else v + off) for v in s['xs']]
         err = np.array([[y - lo for y, lo in zip(s['ys'], s['lo'])], [hi - y for y, hi in zip(s['ys'], s['hi'])]])
         ax.errorbar(x, s['ys'], yerr=err, marker='o', capsize=3, label=title(method) + what)
     if names:

@@ -134,6 +134,7 @@ if [ "${1-}" = -m ] && [ "${2-}" = pip ]; then
     [ "${FORCE_CUDA-}" = 1 ] && [ "${CUDA_BUILD_FAILS-1}" = 1 ] && exit 1
     exit 0
 fi
+[ "${1-}" = - ] && echo "preflight PYTHONPATH=${PYTHONPATH-}" >> "$PIP_LOG"  # a script on stdin
 exec "$REAL_PYTHON" "$@"
 '''
 
@@ -206,8 +207,9 @@ def test_stage2_alone_when_mmcv_cuda_ops_do_not_build(kit, tmp_path):
 
 def test_a_setup_call_then_a_study_call_on_the_warm_machine(kit, tmp_path):
     """--setup-only --site DIR installs the wheels and builds mmcv into DIR and stops; a later call with the same
-    --site uses that install as it is (no pip); a kit with other wheels is installed afresh into an emptied DIR;
-    a --site holding files the script did not put there is refused, its files untouched."""
+    --site uses that install as it is (no pip, DIR on PYTHONPATH); another kit, another Python, or a CPU-ops
+    install for a call that wants the detectors is installed afresh into an emptied DIR (also through a symbolic
+    link); a --site holding files the script did not put there is refused, its files untouched."""
     wheels = tmp_path / 'kit_wheels'
     (wheels / 'wheels').mkdir(parents=True)
     for name in ('mmcv-2.1.0.tar.gz', 'mmdet-3.3.0-py3-none-any.whl'):
@@ -231,6 +233,14 @@ def test_a_setup_call_then_a_study_call_on_the_warm_machine(kit, tmp_path):
         lines = pip_log.read_text().splitlines() if pip_log.exists() else []
         return [line.split()[1] for line in lines if line.startswith('pip ') and line.endswith('.tar.gz')]
 
+    def rebuilds_after(edit_marker, *args):
+        marker = site / '.mmbus_stack'
+        marker.write_text(edit_marker(marker.read_text()))
+        pip_log.unlink()
+        res, log = call(tmp_path / 'o_re', '--setup-only', '--no-smoke', '--budget-s', 300, *args)
+        assert res.returncode == 0, log[-3000:]
+        return mmcv_builds()
+
     res, log = call(tmp_path / 'o1', '--setup-only', '--no-smoke', '--budget-s', 300)
     assert res.returncode == 0, log[-3000:]
     assert mmcv_builds() == ['FORCE_CUDA=1'] and 'no study in this call' in log
@@ -244,12 +254,26 @@ def test_a_setup_call_then_a_study_call_on_the_warm_machine(kit, tmp_path):
     pip_log.unlink()
     res, log = call(tmp_path / 'o2', '--no-smoke', '--budget-s', 5)
     assert 'using the stack an earlier call installed' in log and 'mmcv with CUDA ops' in log, log[-3000:]
-    assert not pip_log.exists()  # nothing installed or built again
+    preflight = [line for line in pip_log.read_text().splitlines() if line.startswith('preflight ')]
+    # (the first is the preflight; the Python that writes kit.json reads from stdin as well)
+    assert preflight and str(site) in preflight[0].split('=', 1)[1].split(os.pathsep)
+    assert mmcv_builds() == []  # nothing installed or built again
     assert res.returncode == 1 and 'no time to train' in log  # (5 s: no study; the reuse is what is tested)
+
+    # a CPU-ops install (made by --stage2-only) serves a stage-2 call, and is rebuilt for one with the detectors
+    assert rebuilds_after(lambda m: m.replace('CUDA', 'CPU', 1), '--stage2-only') == []
+    assert rebuilds_after(lambda m: m.replace('CUDA', 'CPU', 1)) == ['FORCE_CUDA=1']
+    assert rebuilds_after(lambda m: m.replace('python ', 'python 3.0.', 1)) == ['FORCE_CUDA=1']  # another Python
 
     (wheels / 'wheels' / 'mmengine-0.10.7-py3-none-any.whl').write_text('')  # another kit
     (site / 'left_over').write_text('')
-    res, log = call(tmp_path / 'o3', '--setup-only', '--no-smoke', '--budget-s', 300)
+    pip_log.unlink()
+    link = tmp_path / 'site_link'
+    link.symlink_to(site)
+    res = subprocess.run(['bash', SCRIPT, '--kit', str(wheels), '--out', str(tmp_path / 'o3'), '--site', str(link),
+                          '--setup-only', '--no-smoke', '--budget-s', '300'], capture_output=True, text=True,
+                         cwd=REPO, env=env, timeout=600)
+    log = res.stdout + res.stderr
     assert res.returncode == 0 and mmcv_builds() == ['FORCE_CUDA=1'], log[-3000:]
     assert not (site / 'left_over').exists() and 'mmengine-0.10.7' in (site / '.mmbus_stack').read_text()
 

@@ -15,14 +15,16 @@
 # lacks (kit/wheels: mmengine, mmdet, mmpretrain, pycocotools and their pure-Python needs, the mmcv 2.1.0 sdist).
 # Steps, all inside --budget-s seconds from the start (the device call's limit less a margin):
 #   1. install the wheels into --site (default: a fresh temporary folder) and build mmcv with its CUDA ops (16
-#      cores: about 3 minutes, at most half the budget); skipped where mmcv.ops already imports (this machine's own
+#      cores: about 3 minutes; at most half the budget, or in a setup call all but the smoke pass and a minute);
+#      skipped where mmcv.ops already imports (this machine's own
 #      environment, the CPU test). Should that build fail, or its ops fail on the GPU (the preflight runs NMS and
 #      RoIAlign there), mmcv is built with its CPU ops (or kept) and the run is stage 2 alone (the recognisers need
 #      no mmcv op; the detectors do);
-#      a --site that holds a finished install of the same kit is used as it is;
+#      a --site that holds a finished install of the same kit is used as it is (one with CPU ops only, made by
+#      --stage2-only, is rebuilt by a call that wants the detectors);
 #   2. smoke pass: configs/studies/busbra_gpu.py (busbra_gpu_stage2.py with --stage2-only) at --schedule toy on the
 #      kit's data (a few iterations of every piece, tests, report), so a failure that only CUDA shows costs a
-#      minute, not the run; --setup-only stops after it (and packs it);
+#      minute, not the run; --setup-only stops after it (and packs it), and gives it what is left of its budget;
 #   3. the study itself (--keep-going: a failed run stops only what depends on it), with every training run ending
 #      cleanly at $MMBUS_STOP_AT (DeadlineHook), set to leave time for the tests, the crops and the report;
 #   4. a report from the runs that finished, if the study did not end by itself;
@@ -47,7 +49,7 @@ while [ $# -gt 0 ]; do
         --commit) commit=$2; shift 2 ;;
         --site) site_dir=$2 site_arg=$2; shift 2 ;;
         --setup-only) setup_only=1; shift ;;
-        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
         *) echo "run_busbra.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -72,10 +74,10 @@ say() { echo "[gpu $(elapsed)s] $*"; }
 time_left() { local t=$(( budget - $(elapsed) )); echo $(( t > 1 ? t : 1 )); }  # a limit for timeout (0: none)
 py=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
-# the Python's own bin folder first: torch's extension builder looks for ninja on PATH, and without it compiles
-# one file at a time (a 16-core build would not end within its limit)
-py_bin=$(dirname "$(command -v "$py")")
-export PATH=$py_bin:$PATH
+# torch's extension builder looks for ninja on PATH, and without it compiles one file at a time (a 16-core build
+# would not end within its limit): where PATH has none, the one beside the Python (pip's ninja package)
+py_bin=$(dirname "$(command -v "$py" || echo /nonexistent/python)")
+if ! command -v ninja > /dev/null && [ -x "$py_bin/ninja" ]; then export PATH=$py_bin:$PATH; fi
 # what a --site must hold to be used as it is: an install of exactly these wheels, for this Python
 stack_id() {
     echo "python $("$py" -c 'import sys; print(sys.version.split()[0])' 2>/dev/null)"
@@ -84,15 +86,16 @@ stack_id() {
 
 # -- 1. install ------------------------------------------------------------------------------------------
 marker=''
-[ -n "$site_dir" ] && { mkdir -p "$site_dir" && site_dir=$(cd "$site_dir" && pwd) && marker=$site_dir/.mmbus_stack; }
+# (the physical path: find does not descend into a symbolic link given as its starting point)
+[ -n "$site_dir" ] && { mkdir -p "$site_dir" && site_dir=$(cd "$site_dir" && pwd -P) && marker=$site_dir/.mmbus_stack; }
+# a site built with CPU ops only (--stage2-only) serves a stage-2 call; one that wants the detectors rebuilds it
+site_fits() { [ -f "$marker" ] && [ "$(tail -n +2 "$marker")" = "$(stack_id)" ] &&
+    { [ "$(head -1 "$marker")" = CUDA ] || [ "$stage2_only" = 1 ]; }; }
 if "$py" -c 'import mmcv.ops, mmdet, mmpretrain' 2>/dev/null; then
     say "the OpenMMLab stack is installed already; no install"
-elif [ -n "$marker" ] && [ -f "$marker" ] && [ "$(tail -n +2 "$marker")" = "$(stack_id)" ]; then
+elif [ -n "$marker" ] && site_fits; then
     export PYTHONPATH=$site_dir${PYTHONPATH:+:$PYTHONPATH}
     say "using the stack an earlier call installed in $site_dir (mmcv with $(head -1 "$marker") ops); no install"
-    if [ "$(head -1 "$marker")" = CPU ] && [ "$stage2_only" = 0 ]; then
-        stage2_only=1 stage2_reason="the stack in --site has mmcv with CPU ops only"
-    fi
 else
     [ -d "$kit/wheels" ] || { say "no $kit/wheels and no installed mmcv: cannot run"; exit 1; }
     # fresh: pip --target into a folder of an earlier call would keep its packages
@@ -236,29 +239,36 @@ study() {  # study WORK_DIR SCHEDULE TIMEOUT_S PORT
 # -- 2. smoke pass -----------------------------------------------------------------------------------------
 smoke_rc=skipped
 if [ "$smoke" = 1 ] && [ "$schedule" != toy ]; then
+    # a setup call has nothing else to do: its smoke pass may use all but the half minute the packing needs
+    [ "$setup_only" = 1 ] && [ $(( $(time_left) - 30 )) -gt "$smoke_s" ] && smoke_s=$(( $(time_left) - 30 ))
     say "smoke pass: every piece for a few iterations (at most ${smoke_s}s)"
     study "$work/smoke" toy "$smoke_s" 29501
     smoke_rc=$?
-    say "smoke pass ended (exit $smoke_rc); failures, if any, are in $work/smoke/logs and are packed"
+    case "$smoke_rc" in
+        0) say "smoke pass ended (exit 0)" ;;
+        124|137) say "smoke pass stopped at its limit of ${smoke_s}s: incomplete (what ran is in $work/smoke/logs" \
+                     "and is packed; a piece not reached is untested, not failed)" ;;
+        *) say "smoke pass ended (exit $smoke_rc); its failures are in $work/smoke/logs and are packed" ;;
+    esac
 fi
 
 # -- 3. the study, ending by the budget ----------------------------------------------------------------
 # after training: the last validations, a test per run (two dozen new processes at once), the detector crops,
-# the two-stage tests and the report, estimated at up to two and a half minutes; the study is stopped 45 s
-# before the budget ends, which leaves the fallback report (step 4) and the packing their own time
+# the two-stage tests and the report, estimated at up to two and a half minutes (the reserve); the study is
+# stopped 40 s before the budget ends, which leaves the fallback report (step 4) and the packing their own time
 reserve=$(( budget / 4 > 150 ? budget / 4 : 150 ))
 left=$(( budget - $(elapsed) ))
 if [ "$setup_only" = 1 ]; then
     say "--setup-only: the stack is ready${marker:+ in $site_dir}; no study in this call"
     main_rc=skipped
-elif [ "$left" -le $(( reserve + 60 )) ]; then  # 60 s: the least a training run is started with (MIN_TRAIN_S)
+elif [ "$left" -le $(( reserve + 40 + 60 )) ]; then  # 60 s: the least a training run is started with (MIN_TRAIN_S)
     say "only ${left}s of the budget left: no time to train; packing what there is"
     main_rc=skipped
 else
-    export MMBUS_STOP_AT=$(( $(date +%s) + left - reserve ))
-    say "study at schedule $schedule: training ends by $(date -d "@$MMBUS_STOP_AT" +%T) ($(( left - reserve ))s)," \
-        "everything by $(date -d "@$(( $(date +%s) + left - 45 ))" +%T)"
-    study "$work/main" "$schedule" $(( left - 45 )) 29500
+    export MMBUS_STOP_AT=$(( $(date +%s) + left - 40 - reserve ))
+    say "study at schedule $schedule: training ends by $(date -d "@$MMBUS_STOP_AT" +%T) ($(( left - 40 - reserve ))s)," \
+        "everything by $(date -d "@$(( $(date +%s) + left - 40 ))" +%T)"
+    study "$work/main" "$schedule" $(( left - 40 )) 29500
     main_rc=$?
     unset MMBUS_STOP_AT
     say "study ended (exit $main_rc)"
@@ -309,7 +319,7 @@ rm -rf kit.json nvidia_smi.csv gpu_usage.csv work
 say "wrote $out/busbra_gpu.tar.gz ($(du -h busbra_gpu.tar.gz | cut -f1)); smoke exit $smoke_rc, study exit $main_rc"
 rc=1
 [ "$main_rc" = 0 ] && rc=0
-if [ "$setup_only" = 1 ]; then  # a setup call succeeds with its smoke pass
+if [ "$setup_only" = 1 ]; then  # a setup call succeeds with its smoke pass (see the log for an incomplete one)
     rc=0
     [ "$smoke_rc" = 0 ] || [ "$smoke_rc" = skipped ] || rc=1
 fi
