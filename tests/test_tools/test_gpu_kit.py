@@ -239,6 +239,7 @@ def test_a_setup_call_then_a_study_call_on_the_warm_machine(kit, tmp_path):
         pip_log.unlink()
         res, log = call(tmp_path / 'o_re', '--setup-only', '--no-smoke', '--budget-s', 300, *args)
         assert res.returncode == 0, log[-3000:]
+        rebuilds_after.log = log
         return mmcv_builds()
 
     res, log = call(tmp_path / 'o1', '--setup-only', '--no-smoke', '--budget-s', 300)
@@ -253,16 +254,20 @@ def test_a_setup_call_then_a_study_call_on_the_warm_machine(kit, tmp_path):
 
     pip_log.unlink()
     res, log = call(tmp_path / 'o2', '--no-smoke', '--budget-s', 5)
-    assert 'using the stack an earlier call installed' in log and 'mmcv with CUDA ops' in log, log[-3000:]
+    assert 'using the stack an earlier call installed' in log and 'mmcv: CUDA ops' in log, log[-3000:]
     preflight = [line for line in pip_log.read_text().splitlines() if line.startswith('preflight ')]
     # (the first is the preflight; the Python that writes kit.json reads from stdin as well)
     assert preflight and str(site) in preflight[0].split('=', 1)[1].split(os.pathsep)
     assert mmcv_builds() == []  # nothing installed or built again
     assert res.returncode == 1 and 'no time to train' in log  # (5 s: no study; the reuse is what is tested)
 
-    # a CPU-ops install (made by --stage2-only) serves a stage-2 call, and is rebuilt for one with the detectors
+    # a CPU-ops install asked for (--stage2-only) serves a stage-2 call, and is rebuilt for one with the
+    # detectors; one left by a failed CUDA build is used, and the call is stage 2 alone (the build would fail again)
     assert rebuilds_after(lambda m: m.replace('CUDA', 'CPU', 1), '--stage2-only') == []
     assert rebuilds_after(lambda m: m.replace('CUDA', 'CPU', 1)) == ['FORCE_CUDA=1']
+    assert rebuilds_after(lambda m: m.replace('CUDA', 'CPU-FALLBACK', 1)) == []
+    assert 'this run is stage 2 alone' in rebuilds_after.log
+    (site / '.mmbus_stack').write_text((site / '.mmbus_stack').read_text().replace('CPU-FALLBACK', 'CUDA', 1))
     assert rebuilds_after(lambda m: m.replace('python ', 'python 3.0.', 1)) == ['FORCE_CUDA=1']  # another Python
 
     (wheels / 'wheels' / 'mmengine-0.10.7-py3-none-any.whl').write_text('')  # another kit

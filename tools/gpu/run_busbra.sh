@@ -20,8 +20,9 @@
 #      environment, the CPU test). Should that build fail, or its ops fail on the GPU (the preflight runs NMS and
 #      RoIAlign there), mmcv is built with its CPU ops (or kept) and the run is stage 2 alone (the recognisers need
 #      no mmcv op; the detectors do);
-#      a --site that holds a finished install of the same kit is used as it is (one with CPU ops only, made by
-#      --stage2-only, is rebuilt by a call that wants the detectors);
+#      a --site that holds a finished install of the same kit is used as it is (one with CPU ops only because
+#      --stage2-only asked for them is rebuilt by a call that wants the detectors; one whose CUDA build failed
+#      makes the call stage 2 alone, as that build would again);
 #   2. smoke pass: configs/studies/busbra_gpu.py (busbra_gpu_stage2.py with --stage2-only) at --schedule toy on the
 #      kit's data (a few iterations of every piece, tests, report), so a failure that only CUDA shows costs a
 #      minute, not the run; --setup-only stops after it (and packs it), and gives it what is left of its budget;
@@ -49,7 +50,7 @@ while [ $# -gt 0 ]; do
         --commit) commit=$2; shift 2 ;;
         --site) site_dir=$2 site_arg=$2; shift 2 ;;
         --setup-only) setup_only=1; shift ;;
-        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
         *) echo "run_busbra.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -88,14 +89,19 @@ stack_id() {
 marker=''
 # (the physical path: find does not descend into a symbolic link given as its starting point)
 [ -n "$site_dir" ] && { mkdir -p "$site_dir" && site_dir=$(cd "$site_dir" && pwd -P) && marker=$site_dir/.mmbus_stack; }
-# a site built with CPU ops only (--stage2-only) serves a stage-2 call; one that wants the detectors rebuilds it
+# the marker's first line: CUDA, CPU (asked for by --stage2-only: a call that wants the detectors rebuilds it)
+# or CPU-FALLBACK (the CUDA build failed: the same kit on the same machine would fail again, so it is used)
 site_fits() { [ -f "$marker" ] && [ "$(tail -n +2 "$marker")" = "$(stack_id)" ] &&
-    { [ "$(head -1 "$marker")" = CUDA ] || [ "$stage2_only" = 1 ]; }; }
+    { [ "$(head -1 "$marker")" != CPU ] || [ "$stage2_only" = 1 ]; }; }
 if "$py" -c 'import mmcv.ops, mmdet, mmpretrain' 2>/dev/null; then
     say "the OpenMMLab stack is installed already; no install"
 elif [ -n "$marker" ] && site_fits; then
     export PYTHONPATH=$site_dir${PYTHONPATH:+:$PYTHONPATH}
-    say "using the stack an earlier call installed in $site_dir (mmcv with $(head -1 "$marker") ops); no install"
+    say "using the stack an earlier call installed in $site_dir (mmcv: $(head -1 "$marker") ops); no install"
+    if [ "$(head -1 "$marker")" = CPU-FALLBACK ] && [ "$stage2_only" = 0 ]; then
+        say "an earlier call could not build mmcv's CUDA ops here: this run is stage 2 alone (ground-truth crops)"
+        stage2_only=1 stage2_reason="mmcv's CUDA ops did not build"
+    fi
 else
     [ -d "$kit/wheels" ] || { say "no $kit/wheels and no installed mmcv: cannot run"; exit 1; }
     # fresh: pip --target into a folder of an earlier call would keep its packages
@@ -150,7 +156,10 @@ print(":".join(sorted({d for p in nvidia.__path__ for d in glob.glob(p + "/*/inc
         fi
     fi
     # a later call with the same --site uses this install as it is (first line: the ops mmcv was built with)
-    [ -n "$marker" ] && { echo "$([ "$stage2_only" = 1 ] && echo CPU || echo CUDA)"; stack_id; } > "$marker"
+    ops=CUDA
+    [ "$stage2_only" = 1 ] && ops=CPU
+    [ -n "$stage2_reason" ] && [ "$stage2_reason" != --stage2-only ] && ops=CPU-FALLBACK
+    [ -n "$marker" ] && { echo "$ops"; stack_id; } > "$marker"
 fi
 export PYTHONPATH=$here${PYTHONPATH:+:$PYTHONPATH}
 # preflight: the stack imports, and mmcv's ops run where the detectors will run them (NMS, and RoIAlign in the
