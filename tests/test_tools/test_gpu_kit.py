@@ -139,10 +139,9 @@ exec "$REAL_PYTHON" "$@"
 '''
 
 
-@pytest.mark.slow
-def test_stage2_alone_when_mmcv_cuda_ops_do_not_build(kit, tmp_path):
-    """The CUDA-ops build of mmcv fails: mmcv is built with its CPU ops and the run is the stage-2 study alone
-    (the recognisers need no mmcv op), which the collector reports without detectors."""
+def stand_in_machine(kit, tmp_path, **env):
+    """(kit folder, environment) of the machine FAKE_PYTHON plays: the kit's data beside empty stand-in wheels, and
+    the environment that runs the script with FAKE_PYTHON (its pip calls logged to tmp_path/pip.log)."""
     wheels = tmp_path / 'kit_wheels'
     (wheels / 'wheels').mkdir(parents=True)
     for name in ('mmcv-2.1.0.tar.gz', 'mmdet-3.3.0-py3-none-any.whl'):
@@ -151,8 +150,15 @@ def test_stage2_alone_when_mmcv_cuda_ops_do_not_build(kit, tmp_path):
     fake = tmp_path / 'python'
     fake.write_text(FAKE_PYTHON)
     fake.chmod(0o755)
-    env = dict(os.environ, PYTHON=str(fake), REAL_PYTHON=sys.executable, PIP_LOG=str(tmp_path / 'pip.log'),
-               OMP_NUM_THREADS='1')
+    return wheels, dict(os.environ, PYTHON=str(fake), REAL_PYTHON=sys.executable, PIP_LOG=str(tmp_path / 'pip.log'),
+                        OMP_NUM_THREADS='1', **env)
+
+
+@pytest.mark.slow
+def test_stage2_alone_when_mmcv_cuda_ops_do_not_build(kit, tmp_path):
+    """The CUDA-ops build of mmcv fails: mmcv is built with its CPU ops and the run is the stage-2 study alone
+    (the recognisers need no mmcv op), which the collector reports without detectors."""
+    wheels, env = stand_in_machine(kit, tmp_path)
     out = tmp_path / 'out'
     res = subprocess.run(['bash', SCRIPT, '--kit', str(wheels), '--out', str(out), '--schedule', 'toy', '--jobs', '2',
                           '--budget-s', '3000'], capture_output=True, text=True, cwd=REPO, env=env, timeout=3600)
@@ -210,23 +216,13 @@ def test_a_setup_call_then_a_study_call_on_the_warm_machine(kit, tmp_path):
     --site uses that install as it is (no pip, DIR on PYTHONPATH); another kit, another Python, or a CPU-ops
     install for a call that wants the detectors is installed afresh into an emptied DIR (also through a symbolic
     link); a --site holding files the script did not put there is refused, its files untouched."""
-    wheels = tmp_path / 'kit_wheels'
-    (wheels / 'wheels').mkdir(parents=True)
-    for name in ('mmcv-2.1.0.tar.gz', 'mmdet-3.3.0-py3-none-any.whl'):
-        (wheels / 'wheels' / name).write_text('')
-    (wheels / 'busbra').symlink_to(kit / 'busbra')
-    fake = tmp_path / 'python'
-    fake.write_text(FAKE_PYTHON)
-    fake.chmod(0o755)
+    wheels, env = stand_in_machine(kit, tmp_path, CUDA_BUILD_FAILS='0')
     pip_log = tmp_path / 'pip.log'
-    env = dict(os.environ, PYTHON=str(fake), REAL_PYTHON=sys.executable, PIP_LOG=str(pip_log), OMP_NUM_THREADS='1',
-               CUDA_BUILD_FAILS='0')
     site = tmp_path / 'site'
 
-    def call(out, *args):
-        res = subprocess.run(['bash', SCRIPT, '--kit', str(wheels), '--out', str(out), '--site', str(site),
-                              *map(str, args)],
-                             capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    def call(out, *args, at=site):
+        res = subprocess.run(['bash', SCRIPT, '--kit', str(wheels), '--out', str(out), '--site', str(at),
+                              *map(str, args)], capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
         return res, res.stdout + res.stderr
 
     def mmcv_builds():
@@ -275,17 +271,13 @@ def test_a_setup_call_then_a_study_call_on_the_warm_machine(kit, tmp_path):
     pip_log.unlink()
     link = tmp_path / 'site_link'
     link.symlink_to(site)
-    res = subprocess.run(['bash', SCRIPT, '--kit', str(wheels), '--out', str(tmp_path / 'o3'), '--site', str(link),
-                          '--setup-only', '--no-smoke', '--budget-s', '300'], capture_output=True, text=True,
-                         cwd=REPO, env=env, timeout=600)
-    log = res.stdout + res.stderr
+    res, log = call(tmp_path / 'o3', '--setup-only', '--no-smoke', '--budget-s', 300, at=link)
     assert res.returncode == 0 and mmcv_builds() == ['FORCE_CUDA=1'], log[-3000:]
     assert not (site / 'left_over').exists() and 'mmengine-0.10.7' in (site / '.mmbus_stack').read_text()
 
     mine = tmp_path / 'mine'
     mine.mkdir()
     (mine / 'notes.txt').write_text('keep')
-    res = subprocess.run(['bash', SCRIPT, '--kit', str(wheels), '--out', str(tmp_path / 'o4'), '--site', str(mine),
-                          '--setup-only', '--no-smoke'], capture_output=True, text=True, cwd=REPO, env=env)
-    assert res.returncode == 2 and 'holds files this script did not put there' in res.stdout + res.stderr
+    res, log = call(tmp_path / 'o4', '--setup-only', '--no-smoke', at=mine)
+    assert res.returncode == 2 and 'holds files this script did not put there' in log
     assert os.listdir(mine) == ['notes.txt']
