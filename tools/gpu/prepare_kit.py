@@ -347,7 +347,7 @@ def main(argv=None) -> int:
     print(f'  command: bash tools/gpu/run_busbra.sh --kit {rel} --out "$OUT" --budget-s 540 --commit SHA')
     print('  timeout_s: 600; kind: the 141 GB card (nvidia-h200) where it is lent: its runs (an estimated '
           '60-80 GB) all fit at once; an 80 GB card runs 16 at a time, the learning curve last')
-    print('Or two calls back to back on the warm machine (the second trains about twice as long; the device keeps '
+    print('Or two calls back to back on the warm machine (the second trains several times as long; the device keeps '
           'the ignored .gpu_site between calls; within 30 s of the first):')
     print(f'  1. bash tools/gpu/run_busbra.sh --kit {rel} --out "$OUT" --site .gpu_site --setup-only --budget-s 360 '
           '--commit SHA   (timeout_s 420)')

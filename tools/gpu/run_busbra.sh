@@ -5,7 +5,7 @@
 #                                [--schedule paper|toy] [--no-smoke] [--stage2-only] [--commit SHA]
 #                                [--site DIR] [--setup-only]
 #
-# Two calls back to back on the warm machine give training about twice the time of one: the first
+# Two calls back to back on the warm machine give training several times the time of one: the first
 # (--setup-only --site .gpu_site --budget-s 360, about 4 minutes) installs, builds mmcv, runs the preflight and the smoke pass
 # and packs their results; the second (--site .gpu_site --no-smoke) finds the stack built in .gpu_site (a folder
 # git ignores, which the device keeps between calls on a warm machine) and spends its budget on the study. On a
