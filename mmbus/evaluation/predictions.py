@@ -1,6 +1,10 @@
 """The one reader of a recogniser's test predictions (``tools/test.py --out``) with the detector misses of
 the same split added by the metric's own reader and rule (:mod:`mmbus.evaluation.missed`): what the study
-reports, the calibration fit and the model card read, so their figures rest on the metric's samples."""
+reports, the calibration fit and the model card read, so their figures rest on the metric's samples.
+
+A dump may travel without its pickle: :func:`write_scores` keeps what a report reads of it (each crop's
+malignancy score, label and image id, and the misses' labels) in ``<stem>_scores.json`` beside it, a few kB
+against a pickle's megabytes, and :func:`load_predictions` reads that file where the pickle is absent."""
 import json
 import os.path as osp
 import pickle
@@ -9,6 +13,7 @@ from typing import Optional
 import numpy as np
 
 from mmbus.evaluation.missed import missed_score, read_missed
+from mmbus.utils.io import atomic_write_json
 
 
 def _tolist(x):
@@ -26,6 +31,9 @@ def load_predictions(pkl: str, crops_json: Optional[str] = None, missed_json: Op
     detector misses of ``missed_json`` added by the metric's own reader and rule (:mod:`mmbus.evaluation.missed`),
     so the report's ROC curves and paired tests rest on exactly the samples and scores of its AUC table.
     A prediction without a 0/1 label is an error naming the file, as in the metric."""
+    compact = scores_file(pkl)
+    if not osp.isfile(pkl) and osp.isfile(compact):
+        return _load_scores(compact, missed_json, missed_rule, positive_index)
     preds = []
     if osp.isfile(pkl):
         with open(pkl, 'rb') as f:  # what mmengine's dump wrote: a pickled list of per-sample dicts
@@ -47,4 +55,44 @@ def load_predictions(pkl: str, crops_json: Optional[str] = None, missed_json: Op
             scores.append(missed_score(lab, missed_rule))
             labels.append(lab)
             ids.append(rec.get('id'))
+    return np.asarray(scores), np.asarray(labels, dtype=int), ids
+
+
+def scores_file(pkl: str) -> str:
+    """Where :func:`write_scores` keeps the scores of the dump ``pkl``: ``<stem>_scores.json`` beside it."""
+    return osp.splitext(pkl)[0] + '_scores.json'
+
+
+def write_scores(pkl: str, crops_json: Optional[str] = None, missed_json: Optional[str] = None,
+                 positive_index: int = 1) -> str:
+    """Write :func:`scores_file` of ``pkl``: the crops' scores, labels and image ids (as
+    :func:`load_predictions` gives them without misses) and the labels and ids of the misses in
+    ``missed_json``, which the reader scores by the rule it is asked for. Returns its path."""
+    if not osp.isfile(pkl):
+        raise FileNotFoundError(f'{pkl}: no such prediction dump (tools/test.py --out) to keep the scores of')
+    scores, labels, ids = load_predictions(pkl, crops_json, positive_index=positive_index)
+    missed = read_missed(missed_json) if missed_json and osp.isfile(missed_json) else []
+    return atomic_write_json(dict(dump=osp.basename(pkl), positive_index=positive_index, scores=scores.tolist(),
+                                  labels=labels.tolist(), image_ids=ids,
+                                  missed=[[lab, rec.get('id')] for lab, rec in missed]), scores_file(pkl))
+
+
+def _load_scores(path: str, missed_json: Optional[str], missed_rule, positive_index: int):
+    d = _load_json(path)
+    keys = ('scores', 'labels', 'image_ids', 'missed')
+    if not isinstance(d, dict) or any(not isinstance(d.get(k), list) for k in keys) or \
+            not len(d['scores']) == len(d['labels']) == len(d['image_ids']):
+        raise ValueError(f'{path}: not a scores file of write_scores (lists {", ".join(keys)}; the first three '
+                         'of one length)')
+    if d.get('positive_index', 1) != positive_index:
+        raise ValueError(f'{path} holds the scores of class {d.get("positive_index")}, not of class '
+                         f'{positive_index}; read the prediction dump itself')
+    scores, labels, ids = [float(x) for x in d['scores']], [int(x) for x in d['labels']], list(d['image_ids'])
+    # the misses of the split as they are now where its file travelled along, else those the file kept
+    missed = ([(lab, rec.get('id')) for lab, rec in read_missed(missed_json)]
+              if missed_json and osp.isfile(missed_json) else [(int(lab), i) for lab, i in d['missed']])
+    for lab, i in missed:
+        scores.append(missed_score(lab, missed_rule))
+        labels.append(lab)
+        ids.append(i)
     return np.asarray(scores), np.asarray(labels, dtype=int), ids

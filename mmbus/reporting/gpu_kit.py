@@ -51,6 +51,40 @@ def unpack(tarball: str, dest: str) -> dict:
     return kit
 
 
+def write_compact_scores(work: str) -> int:
+    """Beside each classifier row's test dump in the study work dir ``work``, the scores a report reads of it
+    (:func:`mmbus.evaluation.predictions.write_scores`): the tarball carries them instead of two dozen pickles
+    of megabytes, so a report the device did not finish can be drawn where the results are collected. Returns
+    how many were written."""
+    from mmbus.evaluation.predictions import write_scores
+    n = 0
+    for f in sorted(glob.glob(osp.join(work, 'rows', '*.json'))):
+        row = load_json(f) or {}
+        pkl = osp.join(work, row.get('predictions') or '')
+        if row.get('kind') == 'classifier' and osp.isfile(pkl):
+            write_scores(pkl, *(osp.join(work, row[k]) if row.get(k) else None for k in ('crops', 'missed')))
+            n += 1
+    return n
+
+
+def draw_missing_report(work: Optional[str]) -> bool:
+    """Draw the report of a work dir that came back with rows and ``report_context.json`` but without
+    ``report/report.json`` (the device's report stage did not finish), from the rows, the scores files
+    (:func:`write_compact_scores`) and the curves it holds. Returns whether it was drawn; a failure is told on
+    the console and leaves the work dir without a report, as it came."""
+    if not has_rows(work) or osp.isfile(osp.join(work, 'report', 'report.json')) or \
+            not osp.isfile(osp.join(work, 'report_context.json')):
+        return False
+    from .report import make_report
+    try:
+        make_report(work)
+    except Exception as e:  # noqa: BLE001 (the summary then says there is no report, as without this attempt)
+        print(f'collect_results: the report of {osp.basename(work)} could not be drawn here: '
+              f'{type(e).__name__}: {e}')
+        return False
+    return True
+
+
 def has_rows(work: Optional[str]) -> bool:
     return bool(work and glob.glob(osp.join(work, 'rows', '*.json')))
 

@@ -13,7 +13,7 @@ import json
 import os
 import os.path as osp
 import shutil
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 from mmbus.utils.io import atomic_write, atomic_write_json, atomic_write_text, make_dirs
 from .curves import curve_from_log, curve_from_scalars  # noqa: F401 (re-exported)
@@ -32,12 +32,15 @@ def collect(main: Optional[str], smoke: Optional[str], kit: Optional[dict], out_
             source: str, spec_file: Optional[str] = None, run_log: Optional[str] = None,
             label: Optional[str] = None, nvidia_smi: Optional[str] = None, usage: Optional[str] = None,
             roots: Optional[Dict[str, str]] = None,
-            expected_rows: Optional[Callable[[str, Optional[str]], Optional[dict]]] = None) -> dict:
+            expected_rows: Optional[Callable[[str, Optional[str]], Optional[dict]]] = None,
+            report_drawn_here: Optional[List[str]] = None) -> dict:
     """Write ``<out_dir>/<name>.json``, ``<name>.md`` and ``<name>/*.png`` from a main work dir (``main``; None
     when there is no main run: the smoke pass stands in) and the smoke pass's (``smoke``); returns the
     summary (``no_main_run`` says whether the main run was missing). ``expected_rows(spec_file, schedule)``
     lists the rows the spec makes (``Study.row_names`` of the study engine, passed in by
-    ``tools/gpu/collect_results.py``: reports never import the engine), so the missing ones are named."""
+    ``tools/gpu/collect_results.py``: reports never import the engine), so the missing ones are named.
+    ``report_drawn_here`` names the work dirs (``main``, ``smoke``) whose report the collector drew because the
+    device's report stage did not finish."""
     given_kit, kit = kit, kit or {}
     no_main = not has_rows(main)
     work = smoke if no_main and has_rows(smoke) else main
@@ -81,7 +84,7 @@ def collect(main: Optional[str], smoke: Optional[str], kit: Optional[dict], out_
         name=name, label=label, source=source, kit=given_kit, nvidia_smi=nvidia_smi, gpu_usage=gpu_usage(usage),
         schedule=schedule,
         no_main_run=no_main, partial=bool(partial_why), partial_why=partial_why, missing=missing,
-        rows_not_in_spec=unexpected,
+        rows_not_in_spec=unexpected, report_drawn_here=list(report_drawn_here or []),
         expected_from=(None if not expected else 'the work dir\'s study_spec.py' if spec_file == ran_spec
                        else osp.basename(spec_file) + ' of the checkout that collected the results'),
         detectors=dets, stage2=stage2_section(rep) if rep else {}, two_stage=ts,
@@ -132,6 +135,10 @@ def markdown(s: dict, report_md: str, name: str, links: Dict[str, str]) -> str:
                   'about the methods.' if s['smoke']['rows'] else 'The smoke pass left no rows either.') + '\n']
     if s['partial']:
         md += [f"> **PARTIAL RESULTS**: {'; '.join(s['partial_why'])}.\n"]
+    if s.get('report_drawn_here'):
+        md += [f"> The report of {', '.join(f'`work/{w}`' for w in s['report_drawn_here'])} was drawn where the "
+               'results were collected, from the rows and each test\'s scores: the device\'s report stage did '
+               'not finish.\n']
     dev = kit.get('device', 'n/a')
     if s.get('nvidia_smi'):
         lines = [ln.split(',') for ln in s['nvidia_smi'].strip().split('\n') if ln.strip()]

@@ -1,4 +1,5 @@
 """Result rows, the paired DeLong test and the table writer, against numbers worked out by hand."""
+import os
 import pickle
 
 import numpy as np
@@ -75,6 +76,41 @@ def test_predictions_with_missed_images(tmp_path):
     # the metric's other rule: a miss is called benign (score 0)
     s, y, _ = load_predictions(str(tmp_path / 'p.pkl'), None, str(tmp_path / 'missed.json'), missed_rule='benign')
     assert s.tolist() == [0.8, 0.4, 0.0, 0.0] and y.tolist() == [1, 0, 1, 0]
+
+
+def test_scores_file_stands_in_for_the_dump(tmp_path):
+    """write_scores keeps a dump's scores, labels, image ids and misses in <stem>_scores.json; without the
+    pickle, load_predictions reads it and scores the misses by the rule it is asked for; a bad file or another
+    class is an error naming it."""
+    import json
+    from mmbus.evaluation.predictions import scores_file, write_scores
+    preds = [dict(pred_score=np.array([0.2, 0.8]), gt_label=np.array([1]), img_path='/c/test/n1.png'),
+             dict(pred_score=np.array([0.6, 0.4]), gt_label=np.array([0]), img_path='/c/test/n2.png')]
+    pkl = str(tmp_path / 'predictions.pkl')
+    with open(pkl, 'wb') as f:
+        pickle.dump(preds, f)
+    (tmp_path / 'crops.json').write_text(json.dumps(dict(data_list=[
+        dict(img_path='test/n1.png', image_id=1, true_label=1), dict(img_path='test/n2.png', image_id=2)])))
+    (tmp_path / 'missed.json').write_text(json.dumps([dict(id=3, pathology='malignant'), dict(id=4, gt_label=0)]))
+    path = write_scores(pkl, str(tmp_path / 'crops.json'), str(tmp_path / 'missed.json'))
+    assert path == scores_file(pkl) == str(tmp_path / 'predictions_scores.json')
+    os.remove(pkl)
+    (tmp_path / 'missed.json').rename(tmp_path / 'elsewhere.json')  # the misses travel in the scores file
+    for rule, missed in (('wrong', [0.0, 1.0]), ('benign', [0.0, 0.0]), (0.5, [0.5, 0.5])):
+        s, y, ids = load_predictions(pkl, None, str(tmp_path / 'missed.json'), missed_rule=rule)
+        assert s.tolist() == [0.8, 0.4] + missed and y.tolist() == [1, 0, 1, 0] and ids == [1, 2, 3, 4]
+    # the misses' file, where it came along, is read as it is now (one miss left)
+    (tmp_path / 'missed.json').write_text(json.dumps([dict(id=9, true_label=1)]))
+    s, y, ids = load_predictions(pkl, None, str(tmp_path / 'missed.json'))
+    assert s.tolist() == [0.8, 0.4, 0.0] and ids == [1, 2, 9]
+    with pytest.raises(ValueError, match=r'predictions_scores\.json holds the scores of class 1, not of class 0'):
+        load_predictions(pkl, positive_index=0)
+    with open(path, 'w') as f:
+        json.dump(dict(scores=[0.1], labels=[1, 0], image_ids=[1], missed=[]), f)
+    with pytest.raises(ValueError, match=r'predictions_scores\.json: not a scores file'):
+        load_predictions(pkl)
+    with pytest.raises(FileNotFoundError, match=r'predictions\.pkl: no such prediction dump'):
+        write_scores(pkl)
 
 
 def test_unlabelled_predictions_and_misses_are_errors_naming_the_file(tmp_path):

@@ -14,6 +14,7 @@ from mmengine.config import Config
 
 from mmbus.evaluation.binary_diagnostic_metric import delong_auc
 from mmbus.reporting.comparison import comparison_report
+from mmbus.reporting.gpu_kit import write_compact_scores
 from mmbus.study.engine import Study
 from mmbus.reporting import gpu_results
 from mmbus.reporting.gpu_results import curve_from_log, curve_from_scalars, detector_targets, two_stage_targets
@@ -48,9 +49,10 @@ def det_row(iou, ap50):
                          'coco/bbox_mAP_75': 0.4})
 
 
-def make_work(work, sup=(0.70, 0.88), semi=(0.72, 0.91), skip_row=None):
+def make_work(work, sup=(0.70, 0.88), semi=(0.72, 0.91), skip_row=None, device_report=True):
     """A study work dir as the GPU kit packs it (two detectors, two stage-2 methods x two seeds x two crop sets,
-    the comparison report written by the real report code)."""
+    the comparison report written by the real report code; with ``device_report=False``, as a device whose
+    report stage did not finish packs it: no report, each test's scores file and no pickle)."""
     from mmengine.fileio import dump
     for name, (iou, ap50) in (('detector', sup), ('soft_teacher', semi)):
         row = det_row(iou, ap50)
@@ -86,6 +88,13 @@ def make_work(work, sup=(0.70, 0.88), semi=(0.72, 0.91), skip_row=None):
                     predictions=f'{base}/predictions.pkl', crops=f'crops/{ts}/test.json',
                     missed=f'crops/{ts}/test_missed.json', train_s=10.0))
     study = Study(Config(SPEC), str(work))
+    if not device_report:
+        study.write_report_context()
+        assert write_compact_scores(str(work)) == len(list((work / 'rows').glob('seed*.json')))
+        for pkl in work.rglob('*.pkl'):
+            pkl.unlink()
+        Config(SPEC).dump(str(work / 'study_spec.py'))
+        return
     rep, md = comparison_report(study)
     md += ['## Commands\n', '```bash', f'env PYTHON=/opt/py/bin/python bash ./tools/dist_train.sh {FAR}/x.py', '```']
     write(work / 'report' / 'report.md', '\n'.join(md) + '\n')
@@ -168,6 +177,41 @@ def test_supervised_target_met_and_partial_study(tmp_path):
     assert s['partial'] and s['missing']['stage2'] == ['seed1_mean_teacher_det']
     md = (out / 'busbra_gpu.md').read_text()
     assert 'PARTIAL' in md and 'study exit 124' in md and 'seed1_mean_teacher_det' in md and 'budget test' in md
+
+
+def test_report_drawn_here_from_each_tests_scores(tmp_path):
+    """A tarball whose study stopped before its report, with each stage-2 test's scores in place of its pickle:
+    the collector draws the report from them, and its numbers (AUCs, paired DeLong tests) are those of the
+    report drawn on the device from the pickles."""
+    (tmp_path / 'dev').mkdir()
+    (tmp_path / 'here').mkdir()
+    rc, out = collect(tmp_path / 'dev', pack(tmp_path / 'dev'))
+    assert rc == 0
+    tar = pack(tmp_path / 'here', device_report=False)
+    names = members_of(tar)
+    assert 'work/main/report/report.json' not in names
+    assert not any(n.startswith('work/main/') and n.endswith('.pkl') for n in names)
+    rc, out_here = collect(tmp_path / 'here', tar)
+    assert rc == 0
+    dev, here = (json.loads((o / 'busbra_gpu.json').read_text()) for o in (out, out_here))
+    assert here['report_drawn_here'] == ['main'] and dev['report_drawn_here'] == []
+    assert not here['partial'], here['partial_why']
+    for ts in ('gt', 'det'):
+        a, b = dev['stage2']['test_sets'][ts], here['stage2']['test_sets'][ts]
+        assert [r['auc'] for r in b['runs']] == pytest.approx([r['auc'] for r in a['runs']])
+        assert [p['p_value'] for p in b['paired']] == pytest.approx([p['p_value'] for p in a['paired']])
+        assert all(p['p_value'] is not None for p in b['paired'])
+    assert here['two_stage'].keys() == dev['two_stage'].keys() and here['two_stage']
+    keys = ('gt', 'det', 'diff')
+    for m, t in dev['two_stage'].items():
+        assert [here['two_stage'][m][k] for k in keys] == pytest.approx([t[k] for k in keys])
+    assert 'was drawn where the results were collected' in (out_here / 'busbra_gpu.md').read_text()
+    assert (out_here / 'busbra_gpu' / 'roc_gt.png').is_file()
+
+
+def members_of(tar):
+    with tarfile.open(tar) as t:
+        return t.getnames()
 
 
 def test_target_functions_by_hand():

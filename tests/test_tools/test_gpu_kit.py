@@ -116,6 +116,9 @@ def test_toy_run_end_to_end(kit, tmp_path):
     assert sum('/detector_' in n or '/det-' in n for n in rows) == 3
     assert sum(n.endswith(('_gt.json', '_det.json')) for n in rows) == 10
     assert 'work/main/report/report.md' in names and 'work/main/report/report.json' in names
+    # what a report is drawn from where the device's did not finish: the context and each test's scores
+    assert 'work/main/report_context.json' in names and not any(n.endswith('.pkl') and '/runs/' in n for n in names)
+    assert sum(n.endswith('/predictions_scores.json') for n in names) == 10
     with tarfile.open(tmp_path / 'busbra_gpu.tar.gz') as t:
         info = json.load(t.extractfile('kit.json'))
         train_log = t.extractfile('work/main/logs/train_detector.log').read().decode()
@@ -131,6 +134,7 @@ if [ "${1-}" = -c ] && [[ "${2-}" == *"import mmcv.ops"* ]]; then exit 1; fi
 if [ "${1-}" = -m ] && [ "${2-}" = pip ]; then
     echo "pip FORCE_CUDA=${FORCE_CUDA-} CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-unset} ${*: -1}" >> "$PIP_LOG"
     echo "include FORCE_CUDA=${FORCE_CUDA-} ${CPLUS_INCLUDE_PATH-}" >> "$PIP_LOG"
+    echo "jobs ${MAX_JOBS-unset}" >> "$PIP_LOG"
     [ "${FORCE_CUDA-}" = 1 ] && [ "${CUDA_BUILD_FAILS-1}" = 1 ] && exit 1
     exit 0
 fi
@@ -241,6 +245,10 @@ def test_a_setup_call_then_a_study_call_on_the_warm_machine(kit, tmp_path):
     res, log = call(tmp_path / 'o1', '--setup-only', '--no-smoke', '--budget-s', 300)
     assert res.returncode == 0, log[-3000:]
     assert mmcv_builds() == ['FORCE_CUDA=1'] and 'no study in this call' in log
+    # every core this process may use compiles, though OMP_NUM_THREADS=1 (which plain nproc obeys) is set
+    assert env['OMP_NUM_THREADS'] == '1'
+    assert [line for line in pip_log.read_text().splitlines() if line.startswith('jobs ')] == \
+        ['jobs unset', f'jobs {len(os.sched_getaffinity(0))}']  # the wheels' install, then the mmcv build
     assert (site / '.mmbus_stack').read_text().splitlines()[0] == 'CUDA'
     assert sorted(os.listdir(tmp_path / 'o1')) == ['busbra_gpu.tar.gz', 'run.log']
     with tarfile.open(tmp_path / 'o1' / 'busbra_gpu.tar.gz') as t:

@@ -10,7 +10,9 @@ targets, wall times, smoke pass), OUT_DIR/NAME.md (the same, readable, with the 
 figures in OUT_DIR/NAME/ (each detector's validation curve, the report's PNGs), under 2 MB in all, with no
 path of the machines that ran or collected it. ``--run-log`` defaults to the run.log beside the tarball.
 ``--spec`` (default configs/studies/NAME.py) lists the rows the study should have made, so the missing
-ones are named.
+ones are named. A work dir that came back with rows but without its report (the device's report stage did not
+finish) gets one drawn here, from the rows, the curves and each stage-2 test's scores file, and the summary
+says so.
 
 Exit status: 0 when written; 1 when written without a main run (the smoke pass stands in, under a loud
 heading); 2 for a bad input (not a tarball, no kit.json, no such work dir), naming the file; nothing is
@@ -24,6 +26,7 @@ import tempfile
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 sys.path.insert(0, REPO)
 
+from mmbus.reporting.gpu_kit import draw_missing_report  # noqa: E402
 from mmbus.reporting.gpu_results import CollectError, collect, has_rows, unpack  # noqa: E402
 from mmbus.study.engine import Study  # noqa: E402
 
@@ -73,7 +76,7 @@ def main(argv=None) -> int:
                 own_spec = osp.join(work, 'study_spec.py')
                 if not a.spec and osp.isfile(own_spec):
                     spec = own_spec  # the spec as it ran, its schedule included
-                kit, main_dir, smoke_dir, nvsmi, usage = None, work, None, None, None
+                kit, main_dir, smoke_dir, nvsmi, usage, drawn_here = None, work, None, None, None, []
                 source = osp.basename(work.rstrip('/'))
                 roots = {work: '$WORK_DIR'}
                 if not has_rows(work):
@@ -91,6 +94,11 @@ def main(argv=None) -> int:
                 usage_file = osp.join(tmp, 'gpu_usage.csv')  # sampled through the run
                 usage = open(usage_file).read() if osp.isfile(usage_file) else None
                 roots = {}
+                # the device's report stage did not finish: drawn here from the rows and each test's scores
+                drawn_here = [w for w in (main_dir, smoke_dir) if draw_missing_report(w)]
+                if drawn_here:
+                    print(f"collect_results: drew the report of {', '.join(osp.basename(w) for w in drawn_here)} "
+                          'here (the tarball came without one)')
                 if a.run_log is None and osp.isfile(osp.join(osp.dirname(osp.abspath(a.tarball)), 'run.log')):
                     a.run_log = osp.join(osp.dirname(osp.abspath(a.tarball)), 'run.log')
             roots.update({tmp: '$COLLECT_TMP', REPO: '.'})
@@ -98,7 +106,7 @@ def main(argv=None) -> int:
                 raise CollectError(f'{a.run_log}: no such run log')
             s = collect(main_dir, smoke_dir, kit, a.out_dir, a.name, source, spec_file=spec, run_log=a.run_log,
                         label=a.label, nvidia_smi=nvsmi, usage=usage, roots=roots,
-                        expected_rows=expected_rows)
+                        expected_rows=expected_rows, report_drawn_here=[osp.basename(w) for w in drawn_here])
     except CollectError as e:
         print(f'collect_results: error: {e}', file=sys.stderr)
         return 2

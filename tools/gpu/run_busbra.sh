@@ -29,7 +29,8 @@
 #   3. the study itself (--keep-going: a failed run stops only what depends on it), with every training run ending
 #      cleanly at $MMBUS_STOP_AT (DeadlineHook), set to leave time for the tests, the crops and the report;
 #   4. a report from the runs that finished, if the study did not end by itself;
-#   5. OUT/busbra_gpu.tar.gz (rows, report, logs, curves, detector predictions, kit.json) beside OUT/run.log,
+#   5. OUT/busbra_gpu.tar.gz (rows, report, logs, curves, detector predictions, each stage-2 test's scores,
+#      kit.json) beside OUT/run.log,
 #      the whole console output, streamed there as it runs so a failure is readable.
 # Unpack the results on the development machine with tools/gpu/collect_results.py. The copy of the tree that
 # travels has no .git: --commit records the commit it was (else kit/COMMIT, written by prepare_kit.py).
@@ -74,6 +75,9 @@ elapsed() { echo $(( $(date +%s) - start )); }
 say() { echo "[gpu $(elapsed)s] $*"; }
 time_left() { local t=$(( budget - $(elapsed) )); echo $(( t > 1 ? t : 1 )); }  # a limit for timeout (0: none)
 py=${PYTHON:-python3}
+# the cores this process may use: nproc alone obeys OMP_NUM_THREADS (1 where a caller set it for its loaders),
+# which would make the mmcv build serial
+cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 export PYTHONUNBUFFERED=1
 # torch's extension builder looks for ninja on PATH, and without it compiles one file at a time (a 16-core build
 # would not end within its limit): where PATH has none, the one beside the Python (pip's ninja package)
@@ -129,7 +133,7 @@ print(":".join(sorted({d for p in nvidia.__path__ for d in glob.glob(p + "/*/inc
         [ "$1" = 0 ] && extra=(CUDA_VISIBLE_DEVICES=)
         [ "$1" = 1 ] && [ -n "$cuda_inc" ] && extra=(CPLUS_INCLUDE_PATH="$cuda_inc${CPLUS_INCLUDE_PATH:+:$CPLUS_INCLUDE_PATH}")
         timeout --kill-after=10 "$2" env ${extra[@]+"${extra[@]}"} MMCV_WITH_OPS=1 FORCE_CUDA=$1 \
-            TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=$(nproc) \
+            TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=$cores \
             "$py" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --no-cache-dir \
             --target "$site" "$kit"/wheels/mmcv-*.tar.gz  # no cache: a CPU-ops build must not stand in for a CUDA one
         rc=$?
@@ -142,10 +146,10 @@ print(":".join(sorted({d for p in nvidia.__path__ for d in glob.glob(p + "/*/inc
     cuda_build_s=$(( budget / 2 ))
     [ "$setup_only" = 1 ] && cuda_build_s=$(( budget - smoke_s - 60 > budget / 2 ? budget - smoke_s - 60 : budget / 2 ))
     if [ "$stage2_only" = 1 ]; then
-        say "building mmcv 2.1.0 with CPU ops ($(nproc) jobs): stage 2 alone needs no CUDA op"
+        say "building mmcv 2.1.0 with CPU ops ($cores jobs): stage 2 alone needs no CUDA op"
         build_mmcv 0 "$(time_left)" || { say "the mmcv build failed"; exit 1; }
     else
-        say "building mmcv 2.1.0 with CUDA ops (TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}, $(nproc) jobs)"
+        say "building mmcv 2.1.0 with CUDA ops (TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}, $cores jobs)"
         if ! build_mmcv 1 "$cuda_build_s"; then
             say "the mmcv build with CUDA ops failed (its errors are above); building it with CPU ops instead:" \
                 "the detectors need CUDA ops, so this run is stage 2 alone (ground-truth crops)"
@@ -210,7 +214,7 @@ if [ "$device" = cuda ] && [ "${preflight#* }" = cpu ] && [ "$stage2_only" = 0 ]
 fi
 spec=$here/configs/studies/busbra_gpu.py
 [ "$stage2_only" = 1 ] && spec=$here/configs/studies/busbra_gpu_stage2.py
-say "device: $device; study: ${spec#$here/}; $(nproc) cores; /dev/shm $(df -h /dev/shm 2>/dev/null | awk 'NR==2 {print $4}') free"
+say "device: $device; study: ${spec#$here/}; $cores cores; /dev/shm $(df -h /dev/shm 2>/dev/null | awk 'NR==2 {print $4}') free"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 # two dozen processes of different sizes share one GPU: segments that grow in place waste less of it to
 # fragmentation than the caching allocator's fixed blocks
@@ -298,6 +302,13 @@ if [ -n "$usage_pid" ]; then  # stopped and reaped first: tar fails on a file th
     kill "$usage_pid" 2>/dev/null
     wait "$usage_pid" 2>/dev/null
 fi
+# each stage-2 test's scores in a few kB beside its pickle (which stays behind): with report_context.json, what a
+# report needs, so one the device did not finish is drawn where the results are collected
+# (15 to 60 s, within what is left of the budget where it can: typically a few seconds)
+works=$(ls -d "$out"/work/smoke "$out"/work/main 2>/dev/null)
+scores_s=$(time_left); [ "$scores_s" -lt 15 ] && scores_s=15; [ "$scores_s" -gt 60 ] && scores_s=60
+[ -n "$works" ] && { timeout "$scores_s" "$py" -c 'import sys; from mmbus.reporting.gpu_kit import write_compact_scores as w
+print(sum(w(d) for d in sys.argv[1:]), "scores files written")' $works || say "writing the scores files failed"; }
 [ -n "$commit" ] || commit=$(git -C "$here" rev-parse HEAD 2>/dev/null || cat "$kit/COMMIT" 2>/dev/null || echo unknown)
 "$py" - "$out/kit.json" <<PY
 import json, sys, time
@@ -317,8 +328,9 @@ for w in work/smoke work/main; do
     [ -d "$w" ] || continue
     # detectors: <det>/<timestamp>/vis_data; stage-2 runs: runs/<grid point>/<method>/<timestamp>/vis_data
     parts="$parts $(cd "$out" && ls -d $w/report $w/rows $w/logs $w/study_state.json $w/study_spec.py $w/configs \
-        $w/eval $w/*/*/vis_data/scalars.json $w/runs/*/*/*/vis_data/scalars.json $w/runs/*/*/calibration*.json \
-        $w/runs/*/*/test_*/*/*.png 2>/dev/null | tr '\n' ' ')"
+        $w/report_context.json $w/eval $w/*/*/vis_data/scalars.json $w/runs/*/*/*/vis_data/scalars.json \
+        $w/runs/*/*/calibration*.json $w/runs/*/*/test_*/predictions_scores.json $w/runs/*/*/test_*/*/*.png \
+        2>/dev/null | tr '\n' ' ')"
 done
 tar czf busbra_gpu.tar.gz $parts
 tar_rc=$?  # 1: a file changed while read (the archive is written all the same); 2: a fatal error
