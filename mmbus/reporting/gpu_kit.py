@@ -59,28 +59,53 @@ def write_compact_scores(work: str) -> int:
     from mmbus.evaluation.predictions import write_scores
     n = 0
     for f in sorted(glob.glob(osp.join(work, 'rows', '*.json'))):
+        try:  # one bad row costs its own scores file, not the others'
+            row = load_json(f) or {}
+            pkl = osp.join(work, row.get('predictions') or '')
+            if row.get('kind') == 'classifier' and osp.isfile(pkl):
+                write_scores(pkl, *(osp.join(work, row[k]) if row.get(k) else None for k in ('crops', 'missed')))
+                n += 1
+        except Exception as e:  # noqa: BLE001 (the report drawn elsewhere then names the row as lacking scores)
+            print(f'{f}: no scores file written: {type(e).__name__}: {e}')
+    return n
+
+
+def rows_without_scores(work: str) -> List[str]:
+    """The classifier rows of ``work`` whose test has neither its prediction dump nor its scores file: a
+    report drawn without them would test nothing and call every target unmet."""
+    from mmbus.evaluation.predictions import scores_file
+    out = []
+    for f in sorted(glob.glob(osp.join(work, 'rows', '*.json'))):
         row = load_json(f) or {}
         pkl = osp.join(work, row.get('predictions') or '')
-        if row.get('kind') == 'classifier' and osp.isfile(pkl):
-            write_scores(pkl, *(osp.join(work, row[k]) if row.get(k) else None for k in ('crops', 'missed')))
-            n += 1
-    return n
+        if row.get('kind') == 'classifier' and not (osp.isfile(pkl) or osp.isfile(scores_file(pkl))):
+            out.append(osp.splitext(osp.basename(f))[0])
+    return out
 
 
 def draw_missing_report(work: Optional[str]) -> bool:
     """Draw the report of a work dir that came back with rows and ``report_context.json`` but without
     ``report/report.json`` (the device's report stage did not finish), from the rows, the scores files
-    (:func:`write_compact_scores`) and the curves it holds. Returns whether it was drawn; a failure is told on
-    the console and leaves the work dir without a report, as it came."""
+    (:func:`write_compact_scores`) and the curves it holds. Returns whether it was drawn. Where a stage-2 row
+    has no scores, or the drawing fails, it says so on the console and leaves the work dir as it came (no
+    report, no figure of the attempt)."""
     if not has_rows(work) or osp.isfile(osp.join(work, 'report', 'report.json')) or \
             not osp.isfile(osp.join(work, 'report_context.json')):
         return False
+    lacking = rows_without_scores(work)
+    if lacking:
+        print(f'collect_results: no report drawn for {osp.basename(work)}: {len(lacking)} stage-2 row(s) came '
+              f'without their test\'s scores ({", ".join(lacking[:5])}{", ..." if len(lacking) > 5 else ""})')
+        return False
     from .report import make_report
+    before = set(glob.glob(osp.join(work, 'report', '*')))
     try:
         make_report(work)
     except Exception as e:  # noqa: BLE001 (the summary then says there is no report, as without this attempt)
         print(f'collect_results: the report of {osp.basename(work)} could not be drawn here: '
               f'{type(e).__name__}: {e}')
+        for f in set(glob.glob(osp.join(work, 'report', '*'))) - before:  # half a report must not be published
+            os.remove(f)
         return False
     return True
 

@@ -96,7 +96,9 @@ def collect(main: Optional[str], smoke: Optional[str], kit: Optional[dict], out_
                    report=bool(smoke and osp.isfile(osp.join(smoke, 'report', 'report.md')))),
         run_log=run_log_lines(run_log),
         # where the results came without a kit.json (a plain work dir): what the study itself recorded
-        run=dict(commit=(rep.get('environment') or {}).get('git_commit'), finished=last_finished(work)))
+        # (a report drawn where the results were collected has that checkout's commit, not the run's)
+        run=dict(commit=None if osp.basename(work or '') in (report_drawn_here or []) else
+                 (rep.get('environment') or {}).get('git_commit'), finished=last_finished(work)))
     ran_in = (original_work_dir(main), original_work_dir(smoke))
     walk = scrubber(dict(roots or {}, **{r: '$WORK_DIR' for r in ran_in if r}))
     pngs = sorted(glob.glob(osp.join(png_dir, '*.png')))

@@ -3,7 +3,9 @@ training curve, a comparison report made by the real report function from tiny s
 inputs (not a tarball, no kit.json, no main run)."""
 import io
 import json
+import os
 import os.path as osp
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -79,6 +81,9 @@ def make_work(work, sup=(0.70, 0.88), semi=(0.72, 0.91), skip_row=None, device_r
                       for i, (s, t) in enumerate(zip(p, y))], str(work / base / 'predictions.pkl'))
                 write(work / 'crops' / ts / 'test.json',
                       dict(data_list=[dict(img_path=f'c{i}.png', image_id=i) for i in range(len(y))]))
+                if ts == 'det':  # the detector missed two nodules: wrong answers in the paired tests
+                    write(work / 'crops' / ts / 'test_missed.json', [dict(id=100, true_label=1),
+                                                                     dict(id=101, true_label=0)])
                 rid = f'seed{seed}_{m}_{ts}'
                 if rid == skip_row:
                     continue
@@ -93,6 +98,7 @@ def make_work(work, sup=(0.70, 0.88), semi=(0.72, 0.91), skip_row=None, device_r
         assert write_compact_scores(str(work)) == len(list((work / 'rows').glob('seed*.json')))
         for pkl in work.rglob('*.pkl'):
             pkl.unlink()
+        shutil.rmtree(work / 'crops')  # the kit packs no crops: the misses travel in the scores files
         Config(SPEC).dump(str(work / 'study_spec.py'))
         return
     rep, md = comparison_report(study)
@@ -207,6 +213,39 @@ def test_report_drawn_here_from_each_tests_scores(tmp_path):
         assert [here['two_stage'][m][k] for k in keys] == pytest.approx([t[k] for k in keys])
     assert 'was drawn where the results were collected' in (out_here / 'busbra_gpu.md').read_text()
     assert (out_here / 'busbra_gpu' / 'roc_gt.png').is_file()
+
+
+def test_no_report_drawn_from_rows_without_scores(tmp_path, capsys):
+    """A stage-2 row whose test came back with neither its pickle nor its scores would be tested on nothing
+    (every target 'not met'): no report is drawn, the row is named, and the summary says there is none; a
+    drawing that fails halfway leaves none of its figures behind."""
+    from mmbus.reporting import gpu_kit
+    tar = pack(tmp_path, device_report=False)
+    with tarfile.open(tar) as t:
+        names = [n for n in t.getnames() if not n.endswith('seed1/mean_teacher/test_det/predictions_scores.json')]
+        t.extractall(tmp_path / 'x', members=[t.getmember(n) for n in names], filter='data')
+    work = tmp_path / 'x' / 'work' / 'main'
+    assert gpu_kit.rows_without_scores(str(work)) == ['seed1_mean_teacher_det']
+    assert gpu_kit.draw_missing_report(str(work)) is False
+    assert 'no report drawn for main: 1 stage-2 row(s)' in capsys.readouterr().out
+    assert not (work / 'report').exists()
+
+    write(work / 'runs' / 'seed1' / 'mean_teacher' / 'test_det' / 'predictions_scores.json',
+          (tmp_path / 'src' / 'work' / 'main' / 'runs' / 'seed1' / 'mean_teacher' / 'test_det' /
+           'predictions_scores.json').read_text())
+    (work / 'report').mkdir()
+    (work / 'report' / 'from_the_device.md').write_text('kept')
+
+    def half_a_report(w):
+        (work / 'report' / 'roc_gt.png').write_bytes(b'png')
+        raise RuntimeError('drawing failed')
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr('mmbus.reporting.report.make_report', half_a_report)
+        assert gpu_kit.draw_missing_report(str(work)) is False
+    assert 'could not be drawn here: RuntimeError: drawing failed' in capsys.readouterr().out
+    assert sorted(os.listdir(work / 'report')) == ['from_the_device.md']
+    assert gpu_kit.draw_missing_report(str(work)) is True and (work / 'report' / 'report.json').is_file()
 
 
 def members_of(tar):

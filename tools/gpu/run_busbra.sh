@@ -305,10 +305,11 @@ fi
 # each stage-2 test's scores in a few kB beside its pickle (which stays behind): with report_context.json, what a
 # report needs, so one the device did not finish is drawn where the results are collected
 # (15 to 60 s, within what is left of the budget where it can: typically a few seconds)
-works=$(ls -d "$out"/work/smoke "$out"/work/main 2>/dev/null)
+works=()  # the main run first: the one that matters when the time runs out
+for w in main smoke; do [ -d "$out/work/$w" ] && works+=("$out/work/$w"); done
 scores_s=$(time_left); [ "$scores_s" -lt 15 ] && scores_s=15; [ "$scores_s" -gt 60 ] && scores_s=60
-[ -n "$works" ] && { timeout "$scores_s" "$py" -c 'import sys; from mmbus.reporting.gpu_kit import write_compact_scores as w
-print(sum(w(d) for d in sys.argv[1:]), "scores files written")' $works || say "writing the scores files failed"; }
+[ "${#works[@]}" -gt 0 ] && { timeout "$scores_s" "$py" -c 'import sys; from mmbus.reporting.gpu_kit import write_compact_scores as w
+print(sum(w(d) for d in sys.argv[1:]), "scores files written")' "${works[@]}" || say "writing the scores files failed"; }
 [ -n "$commit" ] || commit=$(git -C "$here" rev-parse HEAD 2>/dev/null || cat "$kit/COMMIT" 2>/dev/null || echo unknown)
 "$py" - "$out/kit.json" <<PY
 import json, sys, time
