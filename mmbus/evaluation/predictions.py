@@ -30,10 +30,25 @@ def load_predictions(pkl: str, crops_json: Optional[str] = None, missed_json: Op
     """(malignancy scores, labels, image ids) of a ``tools/test.py --out`` dump of a recogniser, with the
     detector misses of ``missed_json`` added by the metric's own reader and rule (:mod:`mmbus.evaluation.missed`),
     so the report's ROC curves and paired tests rest on exactly the samples and scores of its AUC table.
-    A prediction without a 0/1 label is an error naming the file, as in the metric."""
-    compact = scores_file(pkl)
+    A prediction without a 0/1 label is an error naming the file, as in the metric. Where the pickle is absent
+    and its :func:`scores_file` is there, the crops' scores come from that file, and so do the misses unless
+    ``missed_json`` is there too (the misses of the split as they are now)."""
+    compact, kept = scores_file(pkl), []
     if not osp.isfile(pkl) and osp.isfile(compact):
-        return _load_scores(compact, missed_json, missed_rule, positive_index)
+        scores, labels, ids, kept = _read_scores(compact, positive_index)
+    else:
+        scores, labels, ids = _read_dump(pkl, crops_json, positive_index)
+    missed = ([(lab, rec.get('id')) for lab, rec in read_missed(missed_json)]
+              if missed_json and osp.isfile(missed_json) else kept)
+    for lab, i in missed:
+        scores.append(missed_score(lab, missed_rule))
+        labels.append(lab)
+        ids.append(i)
+    return np.asarray(scores), np.asarray(labels, dtype=int), ids
+
+
+def _read_dump(pkl: str, crops_json: Optional[str], positive_index: int):
+    """(scores, labels, image ids) of the crops in a prediction dump, as lists; none where it is absent."""
     preds = []
     if osp.isfile(pkl):
         with open(pkl, 'rb') as f:  # what mmengine's dump wrote: a pickled list of per-sample dicts
@@ -50,12 +65,7 @@ def load_predictions(pkl: str, crops_json: Optional[str] = None, missed_json: Op
         scores.append(float(s[positive_index]))
         labels.append(lab)
         ids.append(by_name.get(osp.basename(str(p.get('img_path', ''))), {}).get('image_id'))
-    if missed_json and osp.isfile(missed_json):
-        for lab, rec in read_missed(missed_json):
-            scores.append(missed_score(lab, missed_rule))
-            labels.append(lab)
-            ids.append(rec.get('id'))
-    return np.asarray(scores), np.asarray(labels, dtype=int), ids
+    return scores, labels, ids
 
 
 def scores_file(pkl: str) -> str:
@@ -65,19 +75,19 @@ def scores_file(pkl: str) -> str:
 
 def write_scores(pkl: str, crops_json: Optional[str] = None, missed_json: Optional[str] = None,
                  positive_index: int = 1) -> str:
-    """Write :func:`scores_file` of ``pkl``: the crops' scores, labels and image ids (as
-    :func:`load_predictions` gives them without misses) and the labels and ids of the misses in
-    ``missed_json``, which the reader scores by the rule it is asked for. Returns its path."""
+    """Write :func:`scores_file` of ``pkl``: the crops' scores, labels and image ids and the labels and ids of
+    the misses in ``missed_json``, which the reader scores by the rule it is asked for. Returns its path."""
     if not osp.isfile(pkl):
         raise FileNotFoundError(f'{pkl}: no such prediction dump (tools/test.py --out) to keep the scores of')
-    scores, labels, ids = load_predictions(pkl, crops_json, positive_index=positive_index)
+    scores, labels, ids = _read_dump(pkl, crops_json, positive_index)
     missed = read_missed(missed_json) if missed_json and osp.isfile(missed_json) else []
-    return atomic_write_json(dict(dump=osp.basename(pkl), positive_index=positive_index, scores=scores.tolist(),
-                                  labels=labels.tolist(), image_ids=ids,
+    return atomic_write_json(dict(dump=osp.basename(pkl), positive_index=positive_index, scores=scores,
+                                  labels=labels, image_ids=ids,
                                   missed=[[lab, rec.get('id')] for lab, rec in missed]), scores_file(pkl))
 
 
-def _load_scores(path: str, missed_json: Optional[str], missed_rule, positive_index: int):
+def _read_scores(path: str, positive_index: int):
+    """(scores, labels, image ids, misses as (label, id)) of a :func:`scores_file`, checked."""
     d = _load_json(path)
     keys = ('scores', 'labels', 'image_ids', 'missed')
     if not isinstance(d, dict) or any(not isinstance(d.get(k), list) for k in keys) or \
@@ -87,12 +97,5 @@ def _load_scores(path: str, missed_json: Optional[str], missed_rule, positive_in
     if d.get('positive_index', 1) != positive_index:
         raise ValueError(f'{path} holds the scores of class {d.get("positive_index")}, not of class '
                          f'{positive_index}; read the prediction dump itself')
-    scores, labels, ids = [float(x) for x in d['scores']], [int(x) for x in d['labels']], list(d['image_ids'])
-    # the misses of the split as they are now where its file travelled along, else those the file kept
-    missed = ([(lab, rec.get('id')) for lab, rec in read_missed(missed_json)]
-              if missed_json and osp.isfile(missed_json) else [(int(lab), i) for lab, i in d['missed']])
-    for lab, i in missed:
-        scores.append(missed_score(lab, missed_rule))
-        labels.append(lab)
-        ids.append(i)
-    return np.asarray(scores), np.asarray(labels, dtype=int), ids
+    return ([float(x) for x in d['scores']], [int(x) for x in d['labels']], list(d['image_ids']),
+            [(int(lab), i) for lab, i in d['missed']])
