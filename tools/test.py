@@ -21,6 +21,7 @@ from mmengine.runner import Runner  # noqa: E402
 import mmbus.registry  # noqa: E402,F401  (registers components, fixes checkpoint loading)
 from mmbus.engine.hooks import CheckpointCheckHook  # noqa: E402
 from mmbus.utils.checkpoint import CheckpointError  # noqa: E402
+from mmbus.utils.data_checks import check_data_files  # noqa: E402
 from mmbus.utils.distributed import setup_distributed, teardown_distributed  # noqa: E402
 from mmbus.utils.io import atomic_write_json  # noqa: E402
 
@@ -77,6 +78,7 @@ def build_cfg(args):
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
+    check_data_files(cfg, 'test')
     if args.show or args.show_dir:
         enable_visualization(cfg, args)
     setup_distributed(cfg, args.launcher, args.dist_backend)
@@ -89,7 +91,7 @@ def main(argv=None):
         sys.exit(f'error: --out {args.out}: the dump file must be a .pkl file')
     try:
         cfg = build_cfg(args)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.register_hook(CheckpointCheckHook(checkpoint=args.checkpoint, config=args.config))

@@ -22,10 +22,10 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mmbus.registry  # noqa: E402,F401  (registers components, fixes checkpoint loading)
-from mmbus.datasets.semi_det_dataset import unlabelled_split  # noqa: E402
 from mmbus.engine.hooks import CheckpointCheckHook  # noqa: E402
 from mmbus.utils.checkpoint import (CheckpointError, find_resumable_checkpoint,  # noqa: E402
                                     verify_checkpoint)
+from mmbus.utils.data_checks import check_data_files  # noqa: E402
 from mmbus.utils.distributed import setup_distributed, teardown_distributed  # noqa: E402
 
 
@@ -51,45 +51,6 @@ def parse_args(argv=None):
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
-
-
-def _datasets(node, where):
-    """(where, dataset cfg) of a dataset and the datasets it wraps (``dataset``, ``datasets``, ``labelled``)."""
-    if not isinstance(node, dict):
-        return []
-    out = [(where, node)]
-    if isinstance(node.get('dataset'), dict):
-        out += _datasets(node['dataset'], f'{where}.dataset')
-    for i, d in enumerate(node.get('datasets') or []):
-        out += _datasets(d, f'{where}.datasets.{i}')
-    if isinstance(node.get('labelled'), dict):  # LabelledUnlabelledDetDataset: the unlabelled split as it builds it
-        out += _datasets(node['labelled'], f'{where}.labelled')
-        out += _datasets(unlabelled_split(node['labelled'], node.get('unlabelled')), f'{where}.unlabelled')
-    return out
-
-
-def check_data_files(cfg):
-    """Raise FileNotFoundError naming the first annotation file (or data folder) the training would read and
-    that does not exist: one clear line instead of a traceback from deep inside the dataset build."""
-    sections = ['train_dataloader']
-    if cfg.get('val_cfg') is not None and cfg.get('val_dataloader') and cfg.get('val_evaluator'):
-        sections.append('val_dataloader')
-    for sec in sections:
-        for where, ds in _datasets((cfg.get(sec) or {}).get('dataset'), f'{sec}.dataset'):
-            root, ann = ds.get('data_root'), ds.get('ann_file')
-            if isinstance(root, str) and root and '://' not in root and not osp.isdir(root):
-                raise FileNotFoundError(f'{where}.data_root: data folder {root} does not exist')
-            if isinstance(ann, str) and ann and '://' not in ann:
-                path = ann if osp.isabs(ann) or not root else osp.join(root, ann)
-                if not osp.isfile(path):
-                    raise FileNotFoundError(f'{where}.ann_file: annotation file {path} does not exist')
-    if 'val_dataloader' in sections:
-        ev = cfg.val_evaluator
-        for i, m in enumerate(ev if isinstance(ev, (list, tuple)) else [ev]):
-            ann = m.get('ann_file') if isinstance(m, dict) else None
-            if isinstance(ann, str) and ann and '://' not in ann and not osp.isfile(ann):
-                raise FileNotFoundError(f'val_evaluator{f".{i}" if isinstance(ev, (list, tuple)) else ""}.ann_file: '
-                                        f'annotation file {ann} does not exist')
 
 
 def build_cfg(args):
@@ -136,7 +97,7 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         cfg = build_cfg(args)
-    except (CheckpointError, FileNotFoundError) as e:
+    except (CheckpointError, FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     if cfg.get('load_from'):

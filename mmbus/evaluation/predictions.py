@@ -52,7 +52,15 @@ def _read_dump(pkl: str, crops_json: Optional[str], positive_index: int):
     preds = []
     if osp.isfile(pkl):
         with open(pkl, 'rb') as f:  # what mmengine's dump wrote: a pickled list of per-sample dicts
-            preds = pickle.load(f)
+            try:
+                preds = pickle.load(f)
+            except Exception as e:  # noqa: BLE001  (any unpickling fault: one message naming the file)
+                raise ValueError(f'{pkl}: not a classifier prediction dump of tools/test.py --out (it does not '
+                                 f'unpickle: {type(e).__name__}: {e})') from e
+        if not isinstance(preds, list) or not all(isinstance(p, dict) and 'pred_score' in p and 'gt_label' in p
+                                                  for p in preds):
+            raise ValueError(f'{pkl}: not a classifier prediction dump of tools/test.py --out (needs a list of '
+                             'per-sample dicts with pred_score and gt_label)')
     crops = _load_json(crops_json)['data_list'] if crops_json and osp.isfile(crops_json) else []
     by_name = {osp.basename(d['img_path']): d for d in crops}
     scores, labels, ids = [], [], []

@@ -171,10 +171,12 @@ def paper_report(ctx: ReportContext, rows: List[dict]):
            'was detected).\n']
     # Tables 3/4 + ROC
     panels, t34, probs = {}, {}, {}
-    tests = {t['name']: t for t in ctx.test_sets}
+    # a test set without a title takes its image set's (the user's dataset, its data.external_title)
+    tests = {t['name']: dict(t, title=t.get('title') or (sets[t['name']].title if t['name'] in sets else t['name']))
+             for t in ctx.test_sets}
     for n, ts in enumerate(tests, 3):
         t = tests[ts]
-        label = t.get('title', ts)
+        label = t['title']
         trows, t34[ts], panels[label] = [], {}, {}
         for method in ctx.methods:
             r = next((r for r in rows if r['kind'] == 'classifier' and r['method'] == method
@@ -209,12 +211,12 @@ def paper_report(ctx: ReportContext, rows: List[dict]):
     if ctx.report.get('targets'):
         from .targets import check_paper_targets, paper_targets_section
         rep['targets'] = check_paper_targets(rep, ctx.report['targets'])
-        md += paper_targets_section(rep['targets'], {ts: t.get('title', ts) for ts, t in tests.items()})
+        md += paper_targets_section(rep['targets'], {ts: t['title'] for ts, t in tests.items()})
     plot_roc_panels(panels, ctx.p('report', 'roc_curves.png'))
     md += ['## ROC curves\n', '![ROC curves](roc_curves.png)\n']
     from .clinical import clinical_section
     for ts, t in tests.items():
-        crep, cmd = clinical_section(ctx, cls_rows, ts, f"Calibration and operating points, {t.get('title', ts)}")
+        crep, cmd = clinical_section(ctx, cls_rows, ts, f"Calibration and operating points, {t['title']}")
         if crep:
             rep.setdefault('clinical', {})[ts] = crep
             md += cmd

@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from typing import Dict, List
 
 from mmbus.reporting.context import REPO_ROOT, ImageSet, resolve_path  # noqa: F401 (re-exported)
+from mmbus.datasets.converters import SPLITS, format_option_flags
 from .stages import Stage
-
-SPLITS = ('basic_train', 'extended_train', 'val', 'test')
 
 
 def tool(rel: str) -> str:
@@ -35,8 +34,8 @@ def _display(name: str) -> str:
     return ' '.join(w.upper() if len(w) == 1 else w for w in name.split('_'))
 
 
-def _convert_args(data: dict) -> List[str]:
-    args = ['--seed', data.get('seed', 0)]
+def _convert_args(data: dict, fmt: str) -> List[str]:
+    args = ['--seed', data.get('seed', 0)] + format_option_flags(fmt, data.get('format_options'), 'data.format_options')
     if data.get('ratios'):
         args += ['--split', 'ratios', '--ratios', data['ratios']]
     if data.get('balanced'):
@@ -100,15 +99,16 @@ def image_data(data: dict, work_dir: str) -> DataLayout:
         raise ValueError(f'unknown data.type {kind!r}')
     s = out.sets['internal']
     out.stages.append(Stage('convert_internal',
-                            py(conv, s.images, '--format', fmt, '--out-dir', s.ann_root, *_convert_args(data)),
+                            py(conv, s.images, '--format', fmt, '--out-dir', s.ann_root, *_convert_args(data, fmt)),
                             inputs=[conv, s.images], outputs=[s.ann(x) for x in SPLITS],
                             desc='COCO conversion + patient-grouped split'))
     if 'external' in out.sets:
         e = out.sets['external']
         out.stages.append(Stage('convert_external',
                                 py(conv, e.images, '--format', ext_fmt, '--out-dir', e.ann_root,
-                                   '--external-test', *_selection_args(data.get('external_where')),
-                                   '--no-progress'),
+                                   '--external-test', *_selection_args(data.get('external_where')), '--no-progress',
+                                   *format_option_flags(ext_fmt, data.get('external_format_options'),
+                                                        'data.external_format_options')),
                                 inputs=[conv, e.images], outputs=[e.ann('test')],
                                 desc='COCO conversion of the external test set'))
     return out

@@ -17,8 +17,8 @@ _CONVERTED = ('root', 'seed', 'ratios', 'balanced', 'where', 'where_not')
 #: ``data`` keys per ``data.type``
 DATA_KEYS = {
     'synthetic_hospitals': ('type', 'images', 'difficulty') + _CONVERTED,
-    'dataset': ('type', 'format', 'external_root', 'external_format', 'external_where', 'external_title')
-    + _CONVERTED,
+    'dataset': ('type', 'format', 'format_options', 'external_root', 'external_format', 'external_format_options',
+                'external_where', 'external_title') + _CONVERTED,
     'coco': ('type', 'root', 'title', 'seed'),
     'synthetic_crops': ('type', 'counts', 'difficulty', 'framing', 'gain', 'balanced_basic'),
     'crops': ('type', 'root'),

@@ -226,3 +226,61 @@ def test_listed_non_image_is_named_not_an_image(tmp_path):
     assert e.path == 'images/case2.png'
     assert e.message == ("not an image: the content of this .png file is no known image format "
                          "(starts with b'%PDF-1.4')")
+
+
+@pytest.mark.parametrize('fmt, csv, header', [('generic', 'labels.csv', 'image,pathology'),
+                                              ('boxes-csv', 'boxes.csv', 'image,x1,y1,x2,y2,pathology')])
+def test_a_csv_with_a_header_alone_says_it_lists_no_image(tmp_path, fmt, csv, header):
+    make_generic(tmp_path, ['case1_mask.png', 'case2_mask.png'])
+    (tmp_path / csv).write_text(header + '\n')
+    with pytest.raises(ConversionError) as ei:
+        convert_dataset(fmt, str(tmp_path), workers=1)
+    assert [(e.path, e.message) for e in ei.value.problems.errors()] == [
+        (csv, 'no rows: the CSV lists no image (one row per image under its header)')]
+
+
+# ----------------------------------------------------------------------------- small datasets, mixed folders
+def small_busi(root, n=3):
+    for k in range(n):
+        write_img(root / 'benign' / f'b{k}.png', seed=k)
+        write_mask(root / 'benign' / f'b{k}_mask.png', [(10, 10, 20, 12)])
+
+
+def test_splits_left_empty_are_warned_of(tmp_path):
+    """Three images cannot fill four splits: each split asked for and left empty is a warning in the console
+    and the report (training would fail on an empty validation file); a split set to 0 is empty on purpose."""
+    small_busi(tmp_path / 'ds')
+    convert_and_split('busi', str(tmp_path / 'ds'), str(tmp_path / 'out'), workers=1, verbose=False)
+    report = json.loads((tmp_path / 'out' / 'annotations' / 'conversion_report.json').read_text())
+    warned = {p['path']: p['message'] for p in report['problems'] if p['level'] == 'warning'}
+    empty = {s for s in ('basic_train', 'extended_train', 'val', 'test')
+             if not json.loads((tmp_path / 'out' / 'annotations' / f'{s}.json').read_text())['images']}
+    assert empty and set(warned) == {f'{s}.json' for s in empty}
+    assert warned['val.json'].startswith('no image: 3 images in 3 patient groups gave val none (asked for about 0.1')
+    convert_and_split('busi', str(tmp_path / 'ds'), str(tmp_path / 'out0'), workers=1, verbose=False,
+                      ratios=dict(basic_train=0.34, extended_train=0.0, val=0.33, test=0.33))
+    report = json.loads((tmp_path / 'out0' / 'annotations' / 'conversion_report.json').read_text())
+    assert not [p for p in report['problems'] if p['level'] == 'warning']  # extended_train=0: on purpose
+
+
+def test_a_folder_never_mixes_two_conversions(tmp_path):
+    """An external test set written over a split folder would leave the old basic_train.json beside a new
+    test.json holding the same images: refused before anything is converted, every file as it was."""
+    small_busi(tmp_path / 'ds', n=6)
+    out = tmp_path / 'out'
+    convert_and_split('busi', str(tmp_path / 'ds'), str(out), workers=1, verbose=False)
+    before = {f.name: f.read_bytes() for f in (out / 'annotations').iterdir()}
+    with pytest.raises(ValueError, match=r'annotations holds all\.json, basic_train\.json, extended_train\.json, '
+                                         r'val\.json from an earlier conversion, which this one \(an external test '
+                                         r'set, test\.json alone\) would not replace'):
+        convert_and_split('busi', str(tmp_path / 'ds'), str(out), workers=1, verbose=False, external_test=True)
+    assert {f.name: f.read_bytes() for f in (out / 'annotations').iterdir()} == before
+    # the same kind of conversion again replaces every file it wrote; a split replaces an external set's
+    ext = tmp_path / 'ext'
+    for _ in range(2):
+        convert_and_split('busi', str(tmp_path / 'ds'), str(ext), workers=1, verbose=False, external_test=True)
+    with pytest.raises(ValueError, match=r'holds test\.json from an earlier conversion, which this one \(all\.json '
+                                         r'without a split\) would not replace'):
+        convert_and_split('busi', str(tmp_path / 'ds'), str(ext), workers=1, verbose=False, split=False)
+    convert_and_split('busi', str(tmp_path / 'ds'), str(ext), workers=1, verbose=False)
+    assert len(json.loads((ext / 'annotations' / 'all.json').read_text())['images']) == 6

@@ -97,3 +97,29 @@ def test_key_tables_match_the_readme():
             assert k == 'type' or re.search(rf'`{k}[`=]', part), (kind, k)
     for k in TOY_KEYS:
         assert f'`{k}`' in rows['`toy`'], k
+
+
+def test_format_options_reach_the_converter(tmp_path):
+    """A generic dataset in another layout (data.format_options) is converted with the converter's own flags;
+    an option the format does not read is refused, naming the key."""
+    spec = _spec('main_job_dataset', **{'data.root': str(tmp_path / 'mine'), 'data.format': 'generic',
+                                        'data.format_options': dict(images='scans', mask_pattern='{stem}-roi.png'),
+                                        'data.external_root': str(tmp_path / 'b'), 'data.external_format': 'busbra',
+                                        'data.external_format_options': dict(masks='ROI')})
+    study = Study(spec, str(tmp_path / 'w'))
+    study.build()
+    stages = {st.name: list(st.cmd) for st in study.layout.stages if st.name.startswith('convert_')}
+    internal, external = stages['convert_internal'], stages['convert_external']
+    assert internal[internal.index('--format') + 1] == 'generic'
+    assert internal[internal.index('--images') + 1] == 'scans'
+    assert internal[internal.index('--mask-pattern') + 1] == '{stem}-roi.png'
+    assert external[external.index('--masks') + 1] == 'ROI' and '--images' not in external
+    spec.data['format_options'] = dict(boxes='b.csv')
+    with pytest.raises(ValueError, match=r"^data\.format_options: 'boxes' does not apply to format 'generic' "
+                                         r"\(it reads: images, masks, labels, mask_pattern\)$"):
+        Study(spec, str(tmp_path / 'w2')).build()
+    spec.data['format_options'] = None
+    spec.data['external_format'] = 'bsui'
+    with pytest.raises(ValueError, match=r"^data\.external_format: unknown format 'bsui' \(one of busi, busbra, "
+                                         r"generic, boxes-csv\)$"):
+        Study(spec, str(tmp_path / 'w3')).build()

@@ -87,6 +87,14 @@ def test_fit_calibration_bad_input(tmp_path):
         pickle.dump([dict(pred_instances=dict())], f)
     with pytest.raises(SystemExit, match='det.pkl: not a classifier prediction dump'):
         TOOL['main']([str(tmp_path / 'det.pkl'), '--out', str(tmp_path / 'c.json')])
+    (tmp_path / 'text.pkl').write_text('not a pickle\n' * 20)  # e.g. a log saved under the dump's name
+    with pytest.raises(SystemExit, match=r'text\.pkl: not a classifier prediction dump of tools/test\.py --out '
+                                         r'\(it does not unpickle: UnpicklingError'):
+        TOOL['main']([str(tmp_path / 'text.pkl'), '--out', str(tmp_path / 'c.json')])
+    with open(tmp_path / 'dict.pkl', 'wb') as f:
+        pickle.dump(dict(pred_score=[0.5]), f)
+    with pytest.raises(SystemExit, match=r'dict\.pkl: not a classifier prediction dump .*needs a list of'):
+        TOOL['main']([str(tmp_path / 'dict.pkl'), '--out', str(tmp_path / 'c.json')])
     with pytest.raises(SystemExit, match='must be a .json'):
         TOOL['main']([str(pkl), '--out', str(tmp_path / 'c.yaml')])
     assert not list(tmp_path.glob('c.*'))

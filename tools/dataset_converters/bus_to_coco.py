@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..',
 
 from mmbus.datasets.converters import (ConversionError, FORMATS,  # noqa: E402
                                        convert_and_split, parse_split_spec)
-from mmbus.datasets.converters.cli_options import add_guard_args  # noqa: E402
+from mmbus.datasets.converters.cli_options import FORMAT_OPTIONS, add_guard_args  # noqa: E402
 from mmbus.datasets.converters.masks import DEFAULT_MIN_REGION_AREA  # noqa: E402
 from mmbus.datasets.converters.splits import DEFAULT_RATIOS  # noqa: E402
 
@@ -104,11 +104,9 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    allowed = {'busi': (), 'busbra': ('images', 'masks'),
-               'generic': ('images', 'masks', 'labels', 'mask_pattern'),
-               'boxes-csv': ('images', 'boxes')}[args.format]
+    allowed = FORMAT_OPTIONS[args.format]
     fopts = {}
-    for k in ('images', 'masks', 'labels', 'mask_pattern', 'boxes'):
+    for k in sorted({k for ks in FORMAT_OPTIONS.values() for k in ks}):
         v = getattr(args, k)
         if v is not None:
             if k not in allowed:

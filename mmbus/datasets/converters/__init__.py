@@ -14,3 +14,4 @@ from .generic import collect_boxes_csv, collect_generic  # noqa: F401
 from .splits import (DEFAULT_RATIOS, LABEL_CONFLICT_POLICIES, SPLITS,  # noqa: F401
                      parse_split_spec, split_dataset, summarise, write_split_outputs)
 from .compact import compact_coco  # noqa: F401
+from .cli_options import FORMAT_OPTIONS, format_option_flags  # noqa: F401

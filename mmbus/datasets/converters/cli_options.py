@@ -17,3 +17,24 @@ def add_guard_args(g) -> None:
                    help='a group of copies whose labels differ: keep it in one split (default), '
                         'keep it out of val/test (train-only), or leave it out of every split '
                         '(exclude)')
+
+
+#: the format options each format reads (``--images``, ``--masks``, ``--labels``, ``--mask-pattern``,
+#: ``--boxes``; default layouts in ``bus_to_coco.py --help``)
+FORMAT_OPTIONS = {'busi': (), 'busbra': ('images', 'masks'),
+                  'generic': ('images', 'masks', 'labels', 'mask_pattern'),
+                  'boxes-csv': ('images', 'boxes')}
+
+
+def format_option_flags(fmt: str, options, where: str = 'format_options') -> list:
+    """``bus_to_coco.py`` flags of a dict of format options (a study's ``data.format_options``), refusing an
+    unknown format or an option the format does not read, naming ``where``."""
+    if fmt not in FORMAT_OPTIONS:  # refused when the study is planned, not when its conversion runs
+        raise ValueError(f'{where.replace("_options", "")}: unknown format {fmt!r} (one of '
+                         f'{", ".join(FORMAT_OPTIONS)})')
+    known = FORMAT_OPTIONS[fmt]
+    for k in options or {}:
+        if k not in known:
+            raise ValueError(f'{where}: {k!r} does not apply to format {fmt!r} (it reads: '
+                             f'{", ".join(known) or "no format option"})')
+    return [a for k, v in (options or {}).items() for a in (f'--{k.replace("_", "-")}', str(v))]

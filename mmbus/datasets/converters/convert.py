@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence
 
@@ -21,7 +22,7 @@ from .common import (DEFAULT_MIN_REGION_AREA, ConversionError, ProblemLog, is_im
 from .duplicates import DEFAULT_THRESHOLD
 from .generic import collect_boxes_csv, collect_generic
 from .neardup import DEFAULT_MIN_SPECKLE
-from .splits import split_dataset, summary_markdown, write_split_outputs
+from .splits import SPLITS, split_dataset, summary_markdown, write_split_outputs
 
 FORMATS = ('busi', 'busbra', 'generic', 'boxes-csv')
 
@@ -265,6 +266,37 @@ def select_images(coco: dict, where: Sequence[str] = (), where_not: Sequence[str
     return out, len(coco['images']) - len(images)
 
 
+def refuse_mixed_conversions(ann_dir: str, split: bool, external_test: bool) -> None:
+    """Refuse to write into ``ann_dir`` when it holds annotation files of an earlier conversion that this
+    one would not replace: an external test set converted over a split folder would leave the old
+    ``basic_train.json`` beside a new ``test.json`` holding some of the same images."""
+    names = ('all',) + SPLITS
+    writes = ('test',) if external_test else names if split else ('all',)
+    left = [f'{n}.json' for n in names if n not in writes and os.path.isfile(os.path.join(ann_dir, f'{n}.json'))]
+    if left:
+        what = 'an external test set, test.json alone' if external_test else 'all.json without a split'
+        raise ValueError(f'{ann_dir} holds {", ".join(left)} from an earlier conversion, which this one ({what}) '
+                         'would not replace: the folder would mix two conversions, and images of the old files '
+                         'could be in the new ones. Give this conversion its own --out-dir, or remove those '
+                         'files first; nothing was written.')
+
+
+def warn_empty_splits(result, n_images: int, problems: ProblemLog) -> None:
+    """A warning for each split the split was asked to fill and left without an image (a small dataset, a
+    small share): a detector cannot be validated or tested on an empty file (``tools/train.py`` refuses an
+    empty validation split), so the console says so now rather than at training."""
+    if result.mode == 'external_test':
+        return
+    got = Counter(result.assignment.values())
+    for s in SPLITS:
+        asked = sum(result.targets.get(s, {}).values())
+        if asked > 0 and not got[s]:
+            problems.warning(f'{s}.json', f'no image: {n_images} images in {len(result.groups)} patient groups '
+                             f'gave {s} none (asked for about {asked:.1f}; whole patients go to one split); '
+                             'training cannot validate or test on an empty split: use more images, a larger '
+                             'share (--ratios) or a count (--split counts --counts)')
+
+
 def convert_and_split(fmt: str, root: str, out_dir: str, *, split: bool = True,
                       ratios: Optional[Dict[str, float]] = None,
                       counts: Optional[Dict[str, Optional[float]]] = None, seed: int = 0,
@@ -289,6 +321,7 @@ def convert_and_split(fmt: str, root: str, out_dir: str, *, split: bool = True,
     """
     t0 = time.perf_counter()
     ann_dir = os.path.join(out_dir, 'annotations')
+    refuse_mixed_conversions(ann_dir, split, external_test)
     guard = recrop_guard and (split or external_test)
     try:
         out = convert_dataset(fmt, root, out_dir=out_dir, recrop_guard=guard, **convert_kwargs)
@@ -306,6 +339,7 @@ def convert_and_split(fmt: str, root: str, out_dir: str, *, split: bool = True,
                             fold_key=fold_key, fingerprints=out.fingerprints,
                             min_speckle=min_speckle, label_conflicts=label_conflicts,
                             workers=_workers(convert_kwargs.get('workers', 0)))
+        warn_empty_splits(res, len(coco['images']), out.problems)
         report_duplicates(res, out.problems)
         summary = write_split_outputs(coco, res, out_dir, title)
     else:

@@ -92,6 +92,9 @@ def collect_generic(root: str, problems: ProblemLog, images: str = 'images',
     rows = read_csv_rows(os.path.join(root, labels), labels, problems)
     if rows is None or problems.errors():
         return []
+    if not rows:  # a header alone (or nothing): say so, not that the columns are missing
+        problems.error(labels, 'no rows: the CSV lists no image (one row per image under its header)')
+        return []
     icol = pick_column(rows, IMAGE_COLS)
     lcol = pick_column(rows, PATHOLOGY_COLS)
     pcol = pick_column(rows, PATIENT_COLS)
@@ -152,6 +155,9 @@ def collect_boxes_csv(root: str, problems: ProblemLog, images: str = '.',
         problems.error(images + '/', 'folder not found')
     rows = read_csv_rows(os.path.join(root, boxes), boxes, problems)
     if rows is None or problems.errors():
+        return []
+    if not rows:  # a header alone (or nothing): say so, not that the columns are missing
+        problems.error(boxes, 'no rows: the CSV lists no image (one row per image under its header)')
         return []
     icol = pick_column(rows, IMAGE_COLS)
     lcol = pick_column(rows, PATHOLOGY_COLS)
