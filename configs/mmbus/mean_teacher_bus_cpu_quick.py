@@ -9,8 +9,10 @@ _base_ = [
 widen_factor = 0.25
 rampup_iters = 400
 max_epochs = 80
+# views: +-2 px shifts, +-15 % zoom and +-20 % contrast on top of the base's flip, brightness and noise
+# (chosen on BUS-BRA validation crops: configs/studies/busbra_stage2_selection_views.py)
 model = dict(backbone=dict(widen_factor=widen_factor), head=dict(in_channels=int(128 * widen_factor)),
-             rampup_iters=rampup_iters, view_augment=dict(translate=2))
+             rampup_iters=rampup_iters, view_augment=dict(translate=2, zoom=0.15, contrast=0.2))
 # labelled basic-train crops + unlabelled extended-train crops (gt_label -1), as bus_crops_semi.py
 num_labelled = 16
 num_unlabelled = 16

@@ -10,6 +10,16 @@ data = dict(where_not=dict(device=_held_out), external_where=dict(device=_held_o
             external_title='External test (Toshiba Aplio 300, U-Systems)')
 crops = dict(gt=dict(external=True))
 grid = [dict(labelled_share=[0.05], seed=[0, 1, 2])]
+# As run: the cpu-quick views before zoom and contrast were added (chosen afterwards on validation crops,
+# busbra_stage2_selection_views.py); these overrides reproduce the figures reported from this spec.
+_mt_views = {'model.view_augment.zoom': 0.0, 'model.view_augment.contrast': 0.0}
+_sup_views = {'model.data_preprocessor.batch_augments.augments.zoom': 0.0,
+              'model.data_preprocessor.batch_augments.augments.contrast': 0.0}
+methods = dict(_delete_=True,
+               mean_teacher=dict(overrides=_mt_views),
+               fixmatch=None,
+               supervised_basic=dict(overrides=_sup_views),
+               supervised_all=dict(overrides=_sup_views))
 test_sets = [dict(name='gt', crops='gt', split='test', title='GE test crops (ground-truth boxes)'),
              dict(name='external', crops='gt', split='test_external', needs='external',
                   title='other scanners (Toshiba Aplio 300, U-Systems), ground-truth boxes')]

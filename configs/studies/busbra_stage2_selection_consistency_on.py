@@ -11,6 +11,10 @@ name = 'busbra_stage2_selection_consistency_on'
 work_dir = 'work_dirs/busbra_stage2_selection_consistency_on'
 grid = [{'labelled_share': [0.05], 'seed': [0, 1, 2], 'model.consistency_on': ['unlabelled', 'all'],
          'methods': ['mean_teacher']}]
+# As run: the cpu-quick views before zoom and contrast were added (chosen afterwards on validation crops,
+# busbra_stage2_selection_views.py); these overrides reproduce the figures reported from this spec.
+_mt_views = {'model.view_augment.zoom': 0.0, 'model.view_augment.contrast': 0.0}
+methods = dict(_delete_=True, mean_teacher=dict(overrides=_mt_views))
 test_sets = [dict(name='val', crops='gt', split='val', title='BUS-BRA validation crops')]
 report = dict(_delete_=True, type='comparison', baseline='supervised_basic', x='model.consistency_on',
               title='BUS-BRA, 5 % labelled: mean teacher consistency on unlabelled or all crops (validation only)')

@@ -14,18 +14,18 @@ import os.path as osp
 import mmcv
 import numpy as np
 
-#: Pillow modes of images with more than 8 bits per sample (read from the header; nothing is decoded)
-WIDE_MODES = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I', 'F')
 
-
-def _pil_mode(path: str):
-    """The file's Pillow mode from its header, or None where Pillow cannot open it (mmcv says why)."""
-    from PIL import Image
+def _bit_depth(path: str):
+    """(sample type, min, max) of the decoded file where its samples are wider than 8 bits, else None. The
+    header alone would not do: Pillow reports a 16-bit colour PNG as plain ``RGB``."""
+    import cv2
     try:
-        with Image.open(path) as im:
-            return im.mode
-    except Exception:  # noqa: BLE001  (not an image Pillow knows: the decoder below reports it)
+        raw = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    except Exception:  # noqa: BLE001  (not decodable: mmcv says why below)
         return None
+    if raw is None or raw.dtype == np.uint8:
+        return None  # 8-bit, or not decodable (mmcv says why below)
+    return raw.dtype.name, int(raw.min()), int(raw.max())
 
 
 def read_image(path: str, what: str = 'image') -> np.ndarray:
@@ -36,12 +36,13 @@ def read_image(path: str, what: str = 'image') -> np.ndarray:
         raise FileNotFoundError(f'{what} not found: {path}')
     if osp.getsize(path) == 0:
         raise ValueError(f'{what} {path} is an empty file (0 bytes)')
-    mode = _pil_mode(path)
-    if mode in WIDE_MODES:
+    wide = _bit_depth(path)
+    if wide is not None:
         from .serve_upload import SIXTEEN_BIT_HELP
-        raise ValueError(f'{what} {path} is a 16-bit image (mode {mode}); the models take 8-bit images and it is '
-                         f'not converted here, because the right grey-level window is not known. '
-                         f'{SIXTEEN_BIT_HELP}')
+        kind, lo, hi = wide
+        raise ValueError(f'{what} {path} is a {np.dtype(kind).itemsize * 8}-bit image ({kind}, values {lo} to {hi}); '
+                         'the models take 8-bit images and it is not converted here, because the right grey-level '
+                         f'window is not known. {SIXTEEN_BIT_HELP}')
     try:
         img = mmcv.imread(path)
     except Exception as e:  # cv2 / PIL errors on corrupt files

@@ -100,14 +100,19 @@ def check_data_files(cfg, stage: str = 'train') -> None:
 
 
 def _check_missed(key: str, missed: str, where: str, ann: str) -> None:
-    """A detector's misses count as wrong answers of the split whose crops they belong to: the misses of
-    ``<crops>/test_missed.json`` beside crops ``<crops>/val.json`` would add the test split's nodules to a
-    validation result (extract_crops.py writes ``<split>.json`` and ``<split>_missed.json`` side by side)."""
+    """A detector's misses count as wrong answers of the split whose crops they belong to: extract_crops.py
+    writes ``<split>.json`` and ``<split>_missed.json`` side by side. The misses of another split beside a
+    split's crops, or a ``<split>_missed.json`` of another crop folder (the config's default, left behind
+    when only the dataset was pointed elsewhere), would add other nodules to the result."""
+    if not osp.isfile(missed):
+        raise FileNotFoundError(f'{key}: missed-detection file {missed} does not exist')
     m_dir, m_name = osp.split(osp.realpath(missed))
     a_dir, a_name = osp.split(osp.realpath(ann))
-    if m_dir == a_dir and m_name.endswith('_missed.json') and a_name.endswith('.json') and \
-            m_name[:-len('_missed.json')] != a_name[:-len('.json')]:
-        split = a_name[:-len('.json')]
-        raise ValueError(f'{key}: {missed} holds the misses of another split than the crops its dataset reads '
-                         f'({where}.ann_file: {ann}); set --cfg-options {key}={osp.join(osp.dirname(missed), split)}'
+    if not (m_name.endswith('_missed.json') and a_name.endswith('.json')):
+        return  # not extract_crops.py's naming: nothing to compare
+    split = a_name[:-len('.json')]
+    if m_dir != a_dir or m_name[:-len('_missed.json')] != split:
+        whose = 'another split' if m_dir == a_dir else 'another crop folder'
+        raise ValueError(f'{key}: {missed} holds the misses of {whose} than the crops its dataset reads '
+                         f'({where}.ann_file: {ann}); set --cfg-options {key}={osp.join(osp.dirname(ann), split)}'
                          f'_missed.json (or {key}=None)')

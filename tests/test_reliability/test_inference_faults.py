@@ -1,4 +1,4 @@
-"""One odd image (2 x 5000 px, zero bytes, not an image, 16-bit) is reported by name and the batch
+"""One odd image (2 x 5000 px, zero bytes, not an image, 16-bit grey or colour) is reported by name and the batch
 goes on; outputs are written atomically; an interrupted batch keeps the images already done."""
 import json
 import os
@@ -20,19 +20,22 @@ def odd_images(tmp_path_factory):
     cv2.imwrite(str(d / 'e_ok.png'), rng.integers(0, 256, (80, 64, 3), dtype=np.uint8))
     # 12 bits in a 16-bit PNG: mmcv.imread would keep the top 8 bits (values 0-15, nearly black)
     cv2.imwrite(str(d / 'f_deep.png'), rng.integers(0, 4096, (72, 96), dtype=np.uint16))
+    # the same in colour: Pillow calls it plain RGB, only the decoded samples show 16 bits
+    cv2.imwrite(str(d / 'g_deep_rgb.png'), rng.integers(0, 4096, (72, 96, 3), dtype=np.uint16))
     return d
 
 
 def test_each_failure_stays_with_its_image(inferencer, odd_images):
     res = {os.path.basename(r['image']): r for r in inferencer(str(odd_images))}
-    assert [res[n]['status'] for n in sorted(res)] == ['ok', 'error', 'error', 'error', 'ok', 'error']
+    assert [res[n]['status'] for n in sorted(res)] == ['ok', 'error', 'error', 'error', 'ok', 'error', 'error']
     thin = res['b_thin.png']['error']
     assert 'b_thin.png' in thin and 'detector failed' in thin and '5000x2 px' in thin
     empty = res['c_empty.png']['error']
     assert 'c_empty.png' in empty and 'empty file (0 bytes)' in empty and 'Assertion' not in empty
     assert 'd_text.png' in res['d_text.png']['error'] and 'not a decodable image' in res['d_text.png']['error']
-    deep = res['f_deep.png']['error']
-    assert 'f_deep.png is a 16-bit image (mode I;16)' in deep and 'grey-level window' in deep
+    for name in ('f_deep.png', 'g_deep_rgb.png'):
+        deep = res[name]['error']
+        assert f'{name} is a 16-bit image (uint16, values ' in deep and 'grey-level window' in deep
 
 
 def test_infer_cli_writes_every_image_and_no_temp_files(tiny_det, tiny_semi, odd_images, tmp_path):
@@ -42,7 +45,7 @@ def test_infer_cli_writes_every_image_and_no_temp_files(tiny_det, tiny_semi, odd
                 '--cls-config', tiny_semi[0], '--cls-checkpoint', tiny_semi[1], '--score-thr', '0',
                 '--out-dir', str(out)])
     results = json.loads((out / 'results.json').read_text())
-    assert len(results) == 6
+    assert len(results) == 7
     assert sorted(os.listdir(out / 'vis')) == ['a_ok.png', 'e_ok.png']
     leftovers = [f for _, _, fs in os.walk(out) for f in fs if '.tmp' in f]
     assert leftovers == []

@@ -110,6 +110,20 @@ def test_the_misses_of_another_split_are_refused(tmp_path):
     check_data_files(cfg, 'test')
     cfg.test_evaluator[0].missed = None
     check_data_files(cfg, 'test')
+    # the test misses of another crop folder (the config's default when only data_root was pointed here)
+    other = tmp_path / 'other'
+    other.mkdir()
+    (other / 'test_missed.json').write_text('[]')
+    cfg = crops_cfg(root, 'test', 'test')
+    cfg.test_evaluator[0].missed = str(other / 'test_missed.json')
+    with pytest.raises(ValueError, match=rf'^test_evaluator\.0\.missed: {other}/test_missed\.json holds the misses '
+                                         rf'of another crop folder than the crops its dataset reads .*set '
+                                         rf'--cfg-options test_evaluator\.0\.missed={root}/test_missed\.json'):
+        check_data_files(cfg, 'test')
+    cfg.test_evaluator[0].missed = str(tmp_path / 'gone' / 'test_missed.json')
+    with pytest.raises(FileNotFoundError, match=r'^test_evaluator\.0\.missed: missed-detection file .*gone/'
+                                                r'test_missed\.json does not exist$'):
+        check_data_files(cfg, 'test')
 
 
 def test_a_bad_calibration_file_is_named_before_the_runner(tmp_path):
