@@ -1,8 +1,9 @@
 """What ``tools/train.py`` and ``tools/test.py`` check in a config before they build a runner: every annotation
-file and data folder the run would read exists, a validation split has a sample, and a metric that reads its own
-annotation file (mmdet's ``CocoMetric``) reads the file its dataset reads. Each fault is one clear line naming
-the config key and the file, instead of a traceback from deep inside a dataset build, or from the first
-validation after training has run (pycocotools' "Results do not correspond to current coco set")."""
+file and data folder the run would read exists, a validation split has a sample, a metric that reads its own
+annotation file (mmdet's ``CocoMetric``) reads the file its dataset reads, a recogniser's misses file belongs to
+the crops it is tested on, and a calibration file reads. Each fault is one clear line naming the config key and
+the file, instead of a traceback from deep inside a dataset build, or from the first validation after training
+has run (pycocotools' "Results do not correspond to current coco set")."""
 import json
 import os.path as osp
 
