@@ -15,17 +15,15 @@ import mmcv
 import numpy as np
 
 
-def _bit_depth(path: str):
-    """(sample type, min, max) of the decoded file where its samples are wider than 8 bits, else None. The
-    header alone would not do: Pillow reports a 16-bit colour PNG as plain ``RGB``."""
+def _wide_samples(path: str):
+    """The decoded file where its samples are wider than 8 bits, else None. The header alone would not do:
+    Pillow reports a 16-bit colour PNG as plain ``RGB``."""
     import cv2
     try:
         raw = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     except Exception:  # noqa: BLE001  (not decodable: mmcv says why below)
         return None
-    if raw is None or raw.dtype == np.uint8:
-        return None  # 8-bit, or not decodable (mmcv says why below)
-    return raw.dtype.name, int(raw.min()), int(raw.max())
+    return None if raw is None or raw.dtype == np.uint8 else raw  # 8-bit, or undecodable (mmcv says why)
 
 
 def read_image(path: str, what: str = 'image') -> np.ndarray:
@@ -36,13 +34,10 @@ def read_image(path: str, what: str = 'image') -> np.ndarray:
         raise FileNotFoundError(f'{what} not found: {path}')
     if osp.getsize(path) == 0:
         raise ValueError(f'{what} {path} is an empty file (0 bytes)')
-    wide = _bit_depth(path)
+    wide = _wide_samples(path)
     if wide is not None:
-        from .serve_upload import SIXTEEN_BIT_HELP
-        kind, lo, hi = wide
-        raise ValueError(f'{what} {path} is a {np.dtype(kind).itemsize * 8}-bit image ({kind}, values {lo} to {hi}); '
-                         'the models take 8-bit images and it is not converted here, because the right grey-level '
-                         f'window is not known. {SIXTEEN_BIT_HELP}')
+        from .serve_upload import wide_samples_reason
+        raise ValueError(f'{what} {path} {wide_samples_reason(wide)}')
     try:
         img = mmcv.imread(path)
     except Exception as e:  # cv2 / PIL errors on corrupt files

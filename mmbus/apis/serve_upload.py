@@ -42,6 +42,17 @@ SIXTEEN_BIT_HELP = (
     '(or ImageMagick: convert in.png -depth 8 out.png).')
 
 
+def wide_samples_reason(raw: np.ndarray) -> str:
+    """Why a decoded image whose samples are wider than 8 bits is refused
+    (the page's upload check and :func:`mmbus.apis.image_io.read_image`
+    say the same), after the name of the file."""
+    bits = raw.dtype.itemsize * 8
+    return (f'is a {bits}-bit image (values {int(raw.min())} to '
+            f'{int(raw.max())}); the model takes 8-bit images and a 16-bit '
+            'image is not converted here, because the right grey-level '
+            f'window is not known. {SIXTEEN_BIT_HELP}')
+
+
 def decode_upload(data: bytes, filename: str = 'upload',
                   max_bytes: int = MAX_UPLOAD_BYTES,
                   max_side: int = MAX_SIDE,
@@ -96,12 +107,7 @@ def decode_upload(data: bytes, filename: str = 'upload',
         raise InputError(f'"{name}" could not be decoded: the {fmt} file is '
                          'truncated or corrupt.', 422)
     if raw.dtype != np.uint8:
-        bits = raw.dtype.itemsize * 8
-        raise InputError(
-            f'"{name}" is a {bits}-bit image (values {int(raw.min())} to '
-            f'{int(raw.max())}); the model takes 8-bit images and a 16-bit '
-            'image is not converted here, because the right grey-level '
-            f'window is not known. {SIXTEEN_BIT_HELP}', 422)
+        raise InputError(f'"{name}" {wide_samples_reason(raw)}', 422)
     # IMREAD_COLOR as mmcv.imread: EXIF orientation, grey -> 3 channels,
     # alpha dropped (a 4th channel is transparency, not tissue)
     img = cv2.imdecode(buf, cv2.IMREAD_COLOR)

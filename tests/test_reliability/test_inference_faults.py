@@ -35,7 +35,8 @@ def test_each_failure_stays_with_its_image(inferencer, odd_images):
     assert 'd_text.png' in res['d_text.png']['error'] and 'not a decodable image' in res['d_text.png']['error']
     for name in ('f_deep.png', 'g_deep_rgb.png'):
         deep = res[name]['error']
-        assert f'{name} is a 16-bit image (uint16, values ' in deep and 'grey-level window' in deep
+        raw = cv2.imread(str(odd_images / name), cv2.IMREAD_UNCHANGED)
+        assert f'{name} is a 16-bit image (values {raw.min()} to {raw.max()})' in deep and 'grey-level window' in deep
 
 
 def test_infer_cli_writes_every_image_and_no_temp_files(tiny_det, tiny_semi, odd_images, tmp_path):
